@@ -1,0 +1,135 @@
+"""Who is calling, and what they may see: the one place for tenancy and role rules.
+
+Rules (ARCHITECTURE.md): another client's resource, or another user's private resource, answers
+404 (existence is not leaked); a role that may see but not change answers 403.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bitworks.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from bitworks.models import Client, Conversation, User
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: uuid.UUID | None
+    client_id: uuid.UUID | None
+    role: str  # superadmin | admin | user | api_key
+    token_version: int = 0
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    api_key_id: uuid.UUID | None = None
+
+    @property
+    def is_superadmin(self) -> bool:
+        return self.role == "superadmin"
+
+    @property
+    def is_admin(self) -> bool:
+        """Admin of its client (superadmins act as admins of whichever client they name)."""
+        return self.role in ("admin", "superadmin")
+
+    @property
+    def is_api_key(self) -> bool:
+        return self.role == "api_key"
+
+
+def authenticate_bearer(session: Session, authorization: str | None) -> Principal:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthorized("missing bearer token")
+    token = authorization[7:].strip()
+    if token.startswith("bwk_"):
+        from bitworks.services.api_keys import authenticate_api_key
+
+        return authenticate_api_key(session, token)
+    from bitworks.auth import decode_access_token
+
+    claims = decode_access_token(token)
+    user_id = uuid.UUID(claims["sub"])
+    user = session.get(User, user_id)
+    # Deleted users, bumped token versions (password change, revocation) and role changes end here.
+    if user is None or user.token_version != claims["ver"] or user.role != claims["role"]:
+        raise Unauthorized("invalid or expired token")
+    if claims.get("cid") != (str(user.client_id) if user.client_id else None):
+        raise Unauthorized("invalid or expired token")
+    return Principal(user_id=user.id, client_id=user.client_id, role=user.role, token_version=user.token_version)
+
+
+def require_user(principal: Principal) -> None:
+    """Routes for people (JWT), not for API keys."""
+    if principal.is_api_key:
+        raise Forbidden("API keys may not use this route")
+
+
+def require_admin(principal: Principal) -> None:
+    if not principal.is_admin:
+        raise Forbidden("admin role required")
+
+
+def require_superadmin(principal: Principal) -> None:
+    if not principal.is_superadmin:
+        raise Forbidden("superadmin role required")
+
+
+def require_scope(principal: Principal, scope: str) -> None:
+    if principal.is_api_key and scope not in principal.scopes:
+        raise Forbidden(f"API key lacks scope {scope}")
+
+
+def acting_client_id(session: Session, principal: Principal, requested: uuid.UUID | None) -> uuid.UUID:
+    """The client a request acts inside. Superadmins must name one; others are pinned to theirs."""
+    if principal.is_superadmin:
+        if requested is None:
+            raise ValidationFailed("client_id: required for superadmins", [{"field": "client_id", "message": "required for superadmins"}])
+        if session.get(Client, requested) is None:
+            raise NotFound("client not found")
+        return requested
+    assert principal.client_id is not None
+    if requested is not None and requested != principal.client_id:
+        raise NotFound("client not found")
+    return principal.client_id
+
+
+def visible_user(session: Session, principal: Principal, user_id: uuid.UUID) -> User:
+    """A user the principal may see: itself, or (admins) a user of its client."""
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound("user not found")
+    if principal.is_superadmin:
+        return user
+    if principal.user_id == user.id:
+        return user
+    if user.client_id != principal.client_id or not (principal.is_admin or principal.is_api_key):
+        raise NotFound("user not found")
+    return user
+
+
+def visible_conversation(session: Session, principal: Principal, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation:
+    """Owner, admins of the client, API keys of the client (and superadmins) see a conversation."""
+    stmt = select(Conversation).where(Conversation.id == conversation_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    conversation = session.scalars(stmt).first()
+    if conversation is None:
+        raise NotFound("conversation not found")
+    if principal.is_superadmin:
+        return conversation
+    if conversation.client_id != principal.client_id:
+        raise NotFound("conversation not found")
+    if principal.role == "user" and conversation.user_id != principal.user_id:
+        raise NotFound("conversation not found")
+    return conversation
+
+
+def owned_conversation(session: Session, principal: Principal, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation:
+    """Only the owner may act as the user of a conversation (send, retry)."""
+    conversation = visible_conversation(session, principal, conversation_id, for_update=for_update)
+    if conversation.user_id != principal.user_id:
+        # Admins may see it but not speak as its user.
+        raise Forbidden("only the conversation's owner may do this")
+    return conversation

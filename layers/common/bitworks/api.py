@@ -1,0 +1,329 @@
+"""HTTP handler plumbing shared by every route Lambda: routing (Powertools resolver), auth,
+body/query parsing, CORS, security headers, error mapping and JSON encoding. Handlers stay thin:
+
+    app = HttpApp()
+
+    @app.route("POST", "/conversations", status=201, body=ConversationCreate, response=ConversationOut)
+    def create_conversation(req: Request) -> dict:
+        return conversations.create(req.session, req.principal, req.body)
+
+    handler = app.handler
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from bitworks import errors
+from bitworks.access import Principal, authenticate_bearer
+from bitworks.jsonutil import dumps
+
+logger = Logger(service="bitworks")
+
+MAX_BODY_BYTES = 1024 * 1024
+SECURITY_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+}
+CORS_ALLOW_HEADERS = "Authorization,Content-Type,X-Requested-With"
+CORS_ALLOW_METHODS = "GET,POST,PUT,DELETE,OPTIONS"
+
+
+@dataclass
+class Reply:
+    """Return this instead of a dict to choose the status (e.g. 200 for an idempotent repeat)."""
+
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What the OpenAPI generator reads."""
+
+    method: str
+    path: str
+    status: int
+    auth: bool
+    summary: str
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    query: tuple[str, ...]
+    errors: tuple[int, ...]
+    name: str
+
+
+class Request:
+    """One invocation: the event, lazily opened DB session, lazily authenticated principal."""
+
+    def __init__(self, event: Any, body_model: type[BaseModel] | None) -> None:
+        self.event = event
+        self._body_model = body_model
+        self._session: Session | None = None
+        self._principal: Principal | None = None
+        self._body: Any = None
+
+    # -- database -----------------------------------------------------------------------------
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            from bitworks.db import get_engine
+
+            self._session = Session(get_engine(), expire_on_commit=False, autoflush=False)
+        return self._session
+
+    def finish(self, ok: bool) -> None:
+        if self._session is None:
+            return
+        try:
+            if ok:
+                self._session.commit()
+            else:
+                self._session.rollback()
+        finally:
+            self._session.close()
+            self._session = None
+
+    # -- identity -----------------------------------------------------------------------------
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:
+            self._principal = authenticate_bearer(self.session, self.header("authorization"))
+        return self._principal
+
+    def header(self, name: str) -> str | None:
+        headers = self.event.get("headers") or {}
+        value = headers.get(name.lower())
+        return value if isinstance(value, str) else None
+
+    @property
+    def source_ip(self) -> str:
+        return str(((self.event.get("requestContext") or {}).get("http") or {}).get("sourceIp") or "unknown")
+
+    @property
+    def origin(self) -> str | None:
+        return self.header("origin")
+
+    # -- input --------------------------------------------------------------------------------
+    def raw_body(self) -> bytes:
+        body = self.event.get("body")
+        if body is None:
+            return b""
+        if self.event.get("isBase64Encoded"):
+            try:
+                raw = base64.b64decode(body, validate=False)
+            except (ValueError, TypeError):
+                raise errors.InvalidJson() from None
+        else:
+            raw = body.encode() if isinstance(body, str) else bytes(body)
+        if len(raw) > MAX_BODY_BYTES:
+            raise errors.PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+        return raw
+
+    @property
+    def body(self) -> Any:
+        if self._body is None and self._body_model is not None:
+            self._body = parse_model(self._body_model, self.raw_body())
+        return self._body
+
+    def path_uuid(self, name: str) -> uuid.UUID:
+        value = (self.event.get("pathParameters") or {}).get(name)
+        return parse_uuid(value, name)
+
+    def query(self, name: str) -> str | None:
+        value = (self.event.get("queryStringParameters") or {}).get(name)
+        return value if isinstance(value, str) else None
+
+    def query_int(self, name: str, default: int | None, low: int, high: int) -> int | None:
+        value = self.query(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise errors.ValidationFailed(
+                f"{name}: must be an integer from {low} to {high}",
+                [{"field": name, "message": f"must be an integer from {low} to {high}"}],
+            )
+        return number
+
+    def query_uuid(self, name: str) -> uuid.UUID | None:
+        value = self.query(name)
+        return None if value is None or value == "" else parse_uuid(value, name)
+
+    @property
+    def limit(self) -> int:
+        return int(self.query_int("limit", 50, 1, 200) or 50)
+
+
+def parse_uuid(value: Any, name: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except (ValueError, TypeError, AttributeError):
+        raise errors.ValidationFailed(f"{name}: must be a UUID", [{"field": name, "message": "must be a UUID"}]) from None
+
+
+def parse_model(model: type[BaseModel], raw: bytes) -> Any:
+    if not raw.strip():
+        raise errors.InvalidJson("request body must be a JSON object")
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as exc:
+        kinds = {e["type"] for e in exc.errors()}
+        if "json_invalid" in kinds:
+            raise errors.InvalidJson() from None
+        raise errors.from_validation(exc) from None
+
+
+# -- CORS ----------------------------------------------------------------------------------------
+_origin_cache: dict[str, tuple[float, bool]] = {}
+
+
+def origin_allowed(origin: str, client_id: uuid.UUID | None) -> bool:
+    """An origin is allowed when the caller's client lists it (any client, for public routes)."""
+    key = f"{client_id}|{origin}"
+    now = time.monotonic()
+    cached = _origin_cache.get(key)
+    if cached and now - cached[0] < 30:
+        return cached[1]
+    from sqlalchemy import text
+
+    from bitworks.db import get_engine
+
+    sql = "SELECT 1 FROM clients WHERE allowed_origins @> CAST(:origin AS jsonb)"
+    params: dict[str, Any] = {"origin": json.dumps([origin])}
+    if client_id is not None:
+        sql += " AND id = :client_id"
+        params["client_id"] = client_id
+    with get_engine().connect() as conn:
+        allowed = conn.execute(text(sql + " LIMIT 1"), params).first() is not None
+    if len(_origin_cache) > 1000:
+        _origin_cache.clear()
+    _origin_cache[key] = (now, allowed)
+    return allowed
+
+
+def cors_headers(origin: str | None, client_id: uuid.UUID | None) -> dict[str, str]:
+    if not origin:
+        return {}
+    try:
+        allowed = origin_allowed(origin, client_id)
+    except Exception:  # noqa: BLE001 - CORS must never turn an answer into a 500
+        logger.warning("origin check failed", exc_info=True)
+        allowed = False
+    if not allowed:
+        return {"Vary": "Origin"}
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Credentials": "false",
+        "Access-Control-Expose-Headers": "Retry-After",
+        "Vary": "Origin",
+    }
+
+
+def preflight_headers(origin: str | None) -> dict[str, str]:
+    headers = cors_headers(origin, None)
+    if "Access-Control-Allow-Origin" in headers:
+        headers.update(
+            {
+                "Access-Control-Allow-Methods": CORS_ALLOW_METHODS,
+                "Access-Control-Allow-Headers": CORS_ALLOW_HEADERS,
+                "Access-Control-Max-Age": "600",
+            }
+        )
+    return headers
+
+
+# -- the app ---------------------------------------------------------------------------------------
+def _response(status: int, body: Any, headers: dict[str, str]) -> Response:
+    merged = {**SECURITY_HEADERS, **headers}
+    if status == 204 or body is None:
+        return Response(status_code=status, body="", headers=merged)
+    return Response(status_code=status, content_type="application/json", body=dumps(body), headers=merged)
+
+
+class HttpApp:
+    def __init__(self) -> None:
+        self.resolver = APIGatewayHttpResolver()
+        self.routes: list[RouteSpec] = []
+        self.resolver.not_found(self._not_found)
+
+    def _not_found(self, _exc: Exception) -> Response:
+        return _response(404, errors.NotFound("route not found").body(), {})
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        status: int = 200,
+        auth: bool = True,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        query: tuple[str, ...] = (),
+        errors_: tuple[int, ...] = (),
+        summary: str = "",
+    ) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
+        def decorator(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
+            self.routes.append(
+                RouteSpec(method, path, status, auth, summary or (func.__doc__ or "").strip().split("\n")[0],
+                          body, response, query, errors_, func.__name__)
+            )
+            rule = path.replace("{", "<").replace("}", ">")
+
+            def endpoint(**_params: Any) -> Response:
+                return self._run(func, status, auth, body)
+
+            self.resolver.route(rule, method.upper())(endpoint)
+            return func
+
+        return decorator
+
+    def _run(self, func: Callable[[Request], Any], status: int, auth: bool, body_model: type[BaseModel] | None) -> Response:
+        event = self.resolver.current_event.raw_event
+        req = Request(event, body_model)
+        client_id: uuid.UUID | None = None
+        try:
+            if auth:
+                client_id = req.principal.client_id
+            result = func(req)
+            req.finish(ok=True)
+            if isinstance(result, Reply):
+                return _response(result.status, result.body, {**cors_headers(req.origin, client_id), **result.headers})
+            return _response(204 if result is None else status, result, cors_headers(req.origin, client_id))
+        except errors.ApiError as exc:
+            req.finish(ok=False)
+            if exc.status >= 500:
+                logger.warning("upstream failure", extra={"code": exc.code})
+            return _response(exc.status, exc.body(), {**cors_headers(req.origin, client_id), **exc.headers})
+        except Exception:
+            req.finish(ok=False)
+            logger.exception("unhandled error")
+            body = {"error": {"code": "internal_error", "message": "internal error"}}
+            return _response(500, body, cors_headers(req.origin, client_id))
+
+    def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        logger.append_keys(correlation_id=request_id, route=event.get("routeKey"))
+        try:
+            return self.resolver.resolve(event, context)
+        finally:
+            logger.remove_keys(["correlation_id", "route"])

@@ -1,0 +1,297 @@
+"""Request bodies (validated strictly: unknown fields and wrong types are 422) and the response
+shapes the OpenAPI document publishes. Responses are built by `views`, not by these models."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{1,63}$")
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+
+Content = Field(min_length=1, max_length=16000)
+
+
+def normalise_email(value: str) -> str:
+    value = value.strip().lower()
+    if len(value) > 320 or not _EMAIL.match(value):
+        raise ValueError("must be an email address")
+    return value
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_max_length=20000)
+
+
+class EmailMixin(Input):
+    @field_validator("email", check_fields=False)
+    @classmethod
+    def _email(cls, value: str) -> str:
+        return normalise_email(value)
+
+
+class RegisterIn(EmailMixin):
+    email: str
+    password: str = Field(min_length=8, max_length=256)
+    client_id: uuid.UUID
+
+
+class LoginIn(EmailMixin):
+    email: str
+    password: str = Field(min_length=1, max_length=256)
+    client_id: uuid.UUID | None = None
+
+
+class PasswordChangeIn(Input):
+    current_password: str = Field(min_length=1, max_length=256)
+    new_password: str = Field(min_length=8, max_length=256)
+
+
+class ClientCreateIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    slug: str = Field(min_length=1, max_length=100)
+    n8n_webhook_url: str | None = Field(default=None, max_length=2000)
+    n8n_auth_header_name: str | None = Field(default=None, max_length=200)
+    n8n_auth_header_value: str | None = Field(default=None, max_length=2000)
+    allow_signup: bool = False
+    allowed_origins: list[str] = Field(default_factory=list, max_length=50)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError("lowercase letters, digits and dashes only")
+        return value
+
+    @field_validator("n8n_webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if not re.match(r"^https?://[^\s/]+$", origin):
+                raise ValueError("each origin is scheme://host[:port] with no path")
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        rate = value.get("message_rate_per_minute")
+        if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 10000):
+            raise ValueError("message_rate_per_minute must be an integer from 1 to 10000")
+        return value
+
+
+class ClientUpdateIn(ClientCreateIn):
+    name: str | None = Field(default=None, min_length=1, max_length=200)  # type: ignore[assignment]
+    slug: str | None = Field(default=None, min_length=1, max_length=100)  # type: ignore[assignment]
+    allow_signup: bool | None = None  # type: ignore[assignment]
+    allowed_origins: list[str] | None = Field(default=None, max_length=50)  # type: ignore[assignment]
+    settings: dict[str, Any] | None = None  # type: ignore[assignment]
+    rotate_signing_secret: bool = False
+
+    @field_validator("slug")
+    @classmethod
+    def _slug(cls, value: str | None) -> str | None:  # type: ignore[override]
+        return None if value is None else ClientCreateIn._slug(value)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, value: list[str] | None) -> list[str] | None:  # type: ignore[override]
+        return None if value is None else ClientCreateIn._origins(value)
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:  # type: ignore[override]
+        return None if value is None else ClientCreateIn._settings(value)
+
+
+class UserCreateIn(EmailMixin):
+    email: str
+    password: str = Field(min_length=8, max_length=256)
+    role: Literal["user", "admin"] = "user"
+    display_name: str | None = Field(default=None, max_length=200)
+    client_id: uuid.UUID | None = None
+
+
+class UserUpdateIn(Input):
+    email: str | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=256)
+    role: Literal["user", "admin"] | None = None
+    display_name: str | None = Field(default=None, max_length=200)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_email(value)
+
+
+class TemplateCreateIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    content: str = Field(min_length=1, max_length=16000)
+    description: str | None = Field(default=None, max_length=2000)
+    client_id: uuid.UUID | None = None
+
+
+class TemplateUpdateIn(Input):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    content: str | None = Field(default=None, min_length=1, max_length=16000)
+    description: str | None = Field(default=None, max_length=2000)
+
+
+class ContextIn(Input):
+    context_window: int = Field(default=10, ge=1, le=200)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConversationCreateIn(Input):
+    title: str | None = Field(default=None, max_length=500)
+    template_id: uuid.UUID | None = None
+    context: ContextIn | None = None
+
+
+class ConversationUpdateIn(Input):
+    title: str | None = Field(default=None, max_length=500)
+    status: Literal["open", "closed"] | None = None
+    template_id: uuid.UUID | None = None
+    mode: Literal["bot", "human"] | None = None
+
+
+class MessageCreateIn(Input):
+    content: str = Content
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("content")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
+
+
+class ReplyIn(Input):
+    message_id: uuid.UUID
+    content: str = Content
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImportUserRow(Input):
+    email: str
+    password: str
+    role: str = "user"
+    display_name: str | None = None
+
+
+class ImportTemplateRow(Input):
+    name: str
+    content: str
+    description: str | None = None
+
+
+class ImportIn(Input):
+    client_id: uuid.UUID | None = None
+    users: list[dict[str, Any]] = Field(default_factory=list)
+    templates: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# -- response shapes (documentation) --------------------------------------------------------------
+class UserOut(BaseModel):
+    id: uuid.UUID
+    client_id: uuid.UUID | None
+    email: str
+    role: Literal["superadmin", "admin", "user"]
+    display_name: str | None
+    created_at: datetime
+
+
+class ClientOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    slug: str
+    n8n_webhook_url: str | None
+    n8n_auth_header_name: str | None
+    has_n8n_auth_header_value: bool
+    has_signing_secret: bool
+    allow_signup: bool
+    allowed_origins: list[str]
+    settings: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    signing_secret: str | None = Field(default=None, description="only in the POST answer and after rotation")
+
+
+class TemplateOut(BaseModel):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    name: str
+    content: str
+    description: str | None
+    variables: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationOut(BaseModel):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    user_id: uuid.UUID
+    title: str | None
+    status: Literal["open", "closed"]
+    mode: Literal["bot", "human"]
+    template_id: uuid.UUID | None
+    active_message_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class MessageOut(BaseModel):
+    id: uuid.UUID
+    conversation_id: uuid.UUID
+    seq: int
+    role: Literal["user", "assistant", "system"]
+    content: str
+    timestamp: datetime
+    status: Literal["pending", "replied", "failed", "sent"]
+    client_message_id: str | None
+    in_reply_to: uuid.UUID | None
+    metadata: dict[str, Any]
+
+
+class ContextMessageOut(BaseModel):
+    role: str
+    content: str
+    timestamp: datetime
+
+
+class ContextOut(BaseModel):
+    conversation_id: uuid.UUID
+    context_window: int
+    parameters: dict[str, Any]
+    messages: list[MessageOut]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,1 @@
+"""Development tooling (local database, seed, dev runner, demo assistant). Not deployed."""
