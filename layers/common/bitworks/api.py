@@ -89,16 +89,22 @@ class Request:
         return self._session
 
     def finish(self, ok: bool) -> None:
-        if self._session is None:
+        """Commit (or roll back) and close; deferred effects (bitworks.outbox) run after a commit."""
+        from bitworks import outbox
+
+        session, self._session = self._session, None
+        if session is None:
             return
         try:
             if ok:
-                self._session.commit()
+                session.commit()
             else:
-                self._session.rollback()
+                session.rollback()
+                outbox.discard(session)
         finally:
-            self._session.close()
-            self._session = None
+            session.close()
+        if ok:
+            outbox.run_deferred(session)
 
     # -- identity -----------------------------------------------------------------------------
     @property

@@ -89,12 +89,16 @@ def dispose_engine() -> None:
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error, always close."""
+    from bitworks import outbox
+
     session = Session(get_engine(), expire_on_commit=False, autoflush=False)
     try:
         yield session
         session.commit()
     except BaseException:
         session.rollback()
+        outbox.discard(session)
         raise
     finally:
         session.close()
+    outbox.run_deferred(session)

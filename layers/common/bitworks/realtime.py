@@ -1,0 +1,147 @@
+"""Push events to browsers through the API Gateway Management API (the one place that does).
+
+Interface used across the layer (keep these signatures):
+- push_to_conversation(session, conversation, event) -> PushResult: owner's connections + subscribers
+- push_to_users(session, user_ids, event) -> PushResult
+- push_to_connection(connection_id, event, session=None) -> bool
+- push_to_connections(session, connection_ids, event) -> PushResult
+- disconnect_users(session, user_ids) -> int: delete their connection rows and close the sockets
+
+Sends run concurrently; a connection that answers 410 Gone is deleted while the others still receive.
+The endpoint is built from the API id, region and stage (not domainName, wrong behind a custom
+domain); WS_MANAGEMENT_ENDPOINT or boto3's AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI override it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from bitworks.config import get_settings
+from bitworks.jsonutil import dumps
+from bitworks.models import Connection, Conversation, Subscription
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+@dataclass
+class PushResult:
+    sent: int = 0
+    gone: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def management_endpoint() -> str:
+    settings = get_settings()
+    override = settings.ws_management_endpoint or os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
+    if override:
+        return override.rstrip("/")
+    return f"https://{settings.websocket_api_id}.execute-api.{settings.aws_region}.amazonaws.com/{settings.websocket_stage}"
+
+
+def _client() -> Any:
+    from bitworks.aws import client
+
+    return client("apigatewaymanagementapi", endpoint_url=management_endpoint())
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            # Kept for the container's life: sends to many sockets overlap instead of queueing.
+            _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="push")
+        return _executor
+
+
+def _is_gone(exc: Exception) -> bool:
+    # GoneException from AWS; any 410 from another endpoint (the local emulator) means the same.
+    response = getattr(exc, "response", None) or {}
+    code = (response.get("Error") or {}).get("Code")
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return code == "GoneException" or status == 410
+
+
+def _send(client: Any, connection_id: str, data: bytes) -> str:
+    try:
+        client.post_to_connection(ConnectionId=connection_id, Data=data)
+        return "sent"
+    except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the others
+        if _is_gone(exc):
+            return "gone"
+        from bitworks.api import logger
+
+        logger.warning("push failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
+        return "failed"
+
+
+def push_to_connections(session: Session | None, connection_ids: Iterable[str], event: dict[str, Any]) -> PushResult:
+    ids = list(dict.fromkeys(connection_ids))
+    result = PushResult()
+    if not ids:
+        return result
+    data = dumps(event).encode()
+    client = _client()  # one client per container (bitworks.aws caches it), shared by the threads
+    if len(ids) == 1:
+        outcomes = [_send(client, ids[0], data)]
+    else:
+        outcomes = list(_pool().map(lambda c: _send(client, c, data), ids))
+    for connection_id, outcome in zip(ids, outcomes, strict=True):
+        if outcome == "sent":
+            result.sent += 1
+        elif outcome == "gone":
+            result.gone.append(connection_id)
+        else:
+            result.failed.append(connection_id)
+    if result.gone and session is not None:
+        session.execute(delete(Connection).where(Connection.connection_id.in_(result.gone)))
+    return result
+
+
+def push_to_connection(connection_id: str, event: dict[str, Any], session: Session | None = None) -> bool:
+    """One socket; with a session, a gone connection's row is deleted in it."""
+    return push_to_connections(session, [connection_id], event).sent == 1
+
+
+def connections_of_users(session: Session, user_ids: Iterable[uuid.UUID]) -> list[str]:
+    ids = list(user_ids)
+    if not ids:
+        return []
+    return list(session.scalars(select(Connection.connection_id).where(Connection.user_id.in_(ids))))
+
+
+def push_to_users(session: Session, user_ids: Iterable[uuid.UUID], event: dict[str, Any]) -> PushResult:
+    return push_to_connections(session, connections_of_users(session, user_ids), event)
+
+
+def push_to_conversation(session: Session, conversation: Conversation, event: dict[str, Any]) -> PushResult:
+    owner = select(Connection.connection_id).where(Connection.user_id == conversation.user_id)
+    followers = select(Subscription.connection_id).where(Subscription.conversation_id == conversation.id)
+    ids = list(session.scalars(owner.union(followers)))
+    return push_to_connections(session, ids, event)
+
+
+def disconnect_users(session: Session, user_ids: Iterable[uuid.UUID]) -> int:
+    ids = connections_of_users(session, user_ids)
+    if not ids:
+        return 0
+    session.execute(delete(Connection).where(Connection.connection_id.in_(ids)))
+    client = _client()
+
+    def close(connection_id: str) -> None:
+        try:
+            client.delete_connection(ConnectionId=connection_id)
+        except Exception:  # noqa: BLE001 - already gone is fine
+            pass
+
+    list(_pool().map(close, ids))
+    return len(ids)
