@@ -67,6 +67,7 @@ class RouteSpec:
     query: tuple[str, ...]
     errors: tuple[int, ...]
     name: str
+    scope: str | None = None
 
 
 class Request:
@@ -287,29 +288,40 @@ class HttpApp:
         query: tuple[str, ...] = (),
         errors_: tuple[int, ...] = (),
         summary: str = "",
+        scope: str | None = None,
     ) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
+        """`scope`: the API-key scope that admits n8n keys to this route; without one, keys get 403."""
         def decorator(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
             self.routes.append(
                 RouteSpec(method, path, status, auth, summary or (func.__doc__ or "").strip().split("\n")[0],
-                          body, response, query, errors_, func.__name__)
+                          body, response, query, errors_, func.__name__, scope)
             )
             rule = path.replace("{", "<").replace("}", ">")
 
             def endpoint(**_params: Any) -> Response:
-                return self._run(func, status, auth, body)
+                return self._run(func, status, auth, body, scope)
 
             self.resolver.route(rule, method.upper())(endpoint)
             return func
 
         return decorator
 
-    def _run(self, func: Callable[[Request], Any], status: int, auth: bool, body_model: type[BaseModel] | None) -> Response:
+    def _run(
+        self, func: Callable[[Request], Any], status: int, auth: bool, body_model: type[BaseModel] | None, scope: str | None
+    ) -> Response:
         event = self.resolver.current_event.raw_event
         req = Request(event, body_model)
         client_id: uuid.UUID | None = None
         try:
             if auth:
-                client_id = req.principal.client_id
+                principal = req.principal
+                client_id = principal.client_id
+                if principal.is_api_key:
+                    # The one place that decides where n8n's API keys may go.
+                    if scope is None:
+                        raise errors.Forbidden("API keys may not use this route")
+                    if scope not in principal.scopes:
+                        raise errors.Forbidden(f"this API key lacks the scope {scope}")
             result = func(req)
             req.finish(ok=True)
             if isinstance(result, Reply):

@@ -1,0 +1,14 @@
+from bitworks.api import HttpApp, Request
+from bitworks.schemas import ContextOut
+from bitworks.services import context
+
+app = HttpApp()
+
+
+@app.route("GET", "/conversations/{conversation_id}/context", response=ContextOut, errors_=(401, 404, 422))
+def get_context(req: Request) -> dict:
+    """The context (defaults when none is stored) and the messages the next turn would see."""
+    return context.get(req.session, req.principal, req.path_uuid("conversation_id"))
+
+
+handler = app.handler
