@@ -140,8 +140,30 @@ def disconnect_users(session: Session, user_ids: Iterable[uuid.UUID]) -> int:
     def close(connection_id: str) -> None:
         try:
             client.delete_connection(ConnectionId=connection_id)
-        except Exception:  # noqa: BLE001 - already gone is fine
-            pass
+        except Exception as exc:  # noqa: BLE001 - the row is gone either way; an already closed socket is fine
+            if not _is_gone(exc):
+                from bitworks.api import logger
+
+                logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
 
     list(_pool().map(close, ids))
     return len(ids)
+
+
+def close_connections(connection_ids: Iterable[str]) -> None:
+    """Best-effort close of sockets whose rows are already deleted (the sweeper's stale connections)."""
+    ids = list(dict.fromkeys(connection_ids))
+    if not ids:
+        return
+    client = _client()
+
+    def close(connection_id: str) -> None:
+        try:
+            client.delete_connection(ConnectionId=connection_id)
+        except Exception as exc:  # noqa: BLE001 - a socket API Gateway already dropped is the usual case
+            if not _is_gone(exc):
+                from bitworks.api import logger
+
+                logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
+
+    list(_pool().map(close, ids))
