@@ -44,11 +44,11 @@ def keyset_desc(session: Any, stmt: Any, at_col: Any, id_col: Any, limit: int, c
     """Newest first by (at_col, id_col): one indexed range scan, no OFFSET, no COUNT.
 
     stmt selects ORM rows; view turns a row into its JSON dict."""
-    from sqlalchemy import tuple_
+    from sqlalchemy import literal, tuple_
 
     after = decode_cursor(cursor)
     if after is not None:
-        stmt = stmt.where(tuple_(at_col, id_col) < tuple_(*after))
+        stmt = stmt.where(tuple_(at_col, id_col) < tuple_(literal(after[0], at_col.type), literal(after[1], id_col.type)))
     rows = list(session.scalars(stmt.order_by(at_col.desc(), id_col.desc()).limit(limit + 1)))
     at_name, id_name = at_col.key, id_col.key
     result = page(rows, limit, lambda row: (getattr(row, at_name), getattr(row, id_name)))

@@ -23,8 +23,31 @@ def normalise_email(value: str) -> str:
     return value
 
 
+def _storable(value: Any) -> Any:
+    """Postgres TEXT and JSONB refuse NUL characters, JSONB refuses NaN/Infinity: a 422 here, not a 500 later."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item)
+    return value
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_max_length=20000)
+
+    @field_validator("*")
+    @classmethod
+    def _storable_values(cls, value: Any) -> Any:
+        return _storable(value)
 
 
 class EmailMixin(Input):
@@ -185,17 +208,18 @@ class ReplyIn(Input):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
-class ImportUserRow(Input):
+class ImportUserRow(EmailMixin):
+    # Same rules as UserCreateIn: an import must not create what POST /users would refuse.
     email: str
-    password: str
-    role: str = "user"
-    display_name: str | None = None
+    password: str = Field(min_length=8, max_length=256)
+    role: Literal["user", "admin"] = "user"
+    display_name: str | None = Field(default=None, max_length=200)
 
 
 class ImportTemplateRow(Input):
-    name: str
-    content: str
-    description: str | None = None
+    name: str = Field(min_length=1, max_length=200)
+    content: str = Field(min_length=1, max_length=16000)
+    description: str | None = Field(default=None, max_length=2000)
 
 
 class ImportIn(Input):
@@ -295,3 +319,34 @@ class ErrorBody(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorBody
+
+
+API_KEY_SCOPES = ("conversations:read", "messages:read", "messages:write", "context:read")
+ApiKeyScope = Literal["conversations:read", "messages:read", "messages:write", "context:read"]
+
+
+class ApiKeyCreateIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    scopes: list[ApiKeyScope] = Field(min_length=1, max_length=len(API_KEY_SCOPES))
+    expires_at: datetime | None = None
+    client_id: uuid.UUID | None = None
+
+
+class AgentMessageIn(Input):
+    role: Literal["assistant", "system"] = "assistant"
+    content: str = Content
+    client_message_id: str | None = Field(default=None, min_length=1, max_length=100)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ApiKeyOut(BaseModel):
+    id: uuid.UUID
+    client_id: uuid.UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+    created_at: datetime
+    key: str | None = Field(default=None, description="the full key: only in the POST answer")
