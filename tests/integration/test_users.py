@@ -144,6 +144,8 @@ def test_update_rules_and_revocation(api_client, factory, db):
     before = snapshot(db)
     assert api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"role": "admin", "display_name": "Boss"})[0] == 403
     assert api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"email": "PEER@example.com"})[0] == 409
+    # its own password only through PUT /auth/password (which asks for the current one)
+    assert api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"password": "taken-over-1"})[0] == 403
     for bad in ({"role": "superadmin"}, {"password": "short"}, {"email": 3}, {"nickname": "x"}, {"display_name": ["x"]}):
         status, _answer, _ = api_client.call("PUT", f"/users/{user.id}", token=t_admin, body=bad)
         assert status == 422, bad

@@ -2,7 +2,8 @@
 
 Rules beyond access.py's:
 - admins grant `user` and `admin` only; superadmin accounts are not managed through these routes;
-- a user may change its own display_name, email and password, never its role (403);
+- a user may change its own display_name and email, never its role (403) nor, here, its password
+  (403: PUT /auth/password asks for the current one);
 - a change of password, role or email bumps token_version, revoking every token of that user;
 - an admin cannot delete itself (409): a client must not lose its last admin by accident, and the
   caller's own token would die mid-session.
@@ -89,6 +90,10 @@ def update(session: Session, principal: Principal, user_id: uuid.UUID, body: Use
         raise Forbidden("only an admin may change a role")
     if row.role == "superadmin" and "role" in given:
         raise Forbidden("superadmin accounts are not managed here")
+    if row.id == principal.user_id and "password" in given:
+        # Your own password changes only with the current one (PUT /auth/password): a stolen token
+        # alone must not be enough to take the account over.
+        raise Forbidden("change your own password with PUT /auth/password")
     session.refresh(row, with_for_update=True)
     revoke = False
     if body.email is not None and body.email != row.email:
