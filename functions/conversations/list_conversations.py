@@ -10,7 +10,8 @@ app = HttpApp()
     "/conversations",
     response=ConversationOut,
     query=("limit", "cursor", "user_id", "client_id"),
-    errors_=(401, 404, 422),
+    errors_=(401, 403, 404, 422),
+    scope="conversations:read",
 )
 def list_conversations(req: Request) -> dict:
     """A user's own conversations; an admin's whole client (?user_id= filters), newest activity first."""

@@ -12,7 +12,8 @@ MAX_SEQ = 2**63 - 1
     "/conversations/{conversation_id}/messages",
     response=MessageOut,
     query=("limit", "before", "after"),
-    errors_=(401, 404, 422),
+    errors_=(401, 403, 404, 422),
+    scope="messages:read",
 )
 def list_messages(req: Request) -> dict:
     """History, oldest first: the newest page, or ?before=SEQ (older) / ?after=SEQ (newer)."""
