@@ -17,6 +17,7 @@ _ENV = {
     "stage": "STAGE",
     "database_url": "DATABASE_URL",
     "db_secret_arn": "DB_SECRET_ARN",
+    "db_host": "DB_HOST",
     "db_name": "DB_NAME",
     "db_ssl_ca_file": "DB_SSL_CA_FILE",
     "db_proxy": "DB_PROXY",
@@ -56,6 +57,7 @@ class Settings(BaseModel):
     stage: str = "local"
     database_url: str | None = None
     db_secret_arn: str | None = None
+    db_host: str | None = None  # overrides the secret's host (e.g. the RDS Proxy endpoint)
     db_name: str | None = None
     db_ssl_ca_file: str | None = None
     db_proxy: bool = False

@@ -35,7 +35,7 @@ def database_url(settings: Settings) -> str:
     secret = get_secret_json(str(settings.db_secret_arn))
     user = quote_plus(str(secret["username"]))
     password = quote_plus(str(secret["password"]))
-    host = secret["host"]
+    host = settings.db_host or secret["host"]
     port = secret.get("port", 5432)
     name = settings.db_name or secret.get("dbname", "postgres")
     return f"postgresql+pg8000://{user}:{password}@{host}:{port}/{name}"
@@ -45,8 +45,17 @@ def _ssl_context(settings: Settings, url: str) -> ssl.SSLContext | None:
     parsed = make_url(url)
     if "unix_sock" in parsed.query or parsed.host in (None, "", "localhost", "127.0.0.1"):
         return None
-    # Verify the server: RDS CA bundle direct to Aurora, Amazon roots through RDS Proxy.
-    return ssl.create_default_context(cafile=settings.db_ssl_ca_file)
+    # Verify the server: RDS CA bundle direct to Aurora (DB_SSL_CA_FILE); through RDS Proxy (ACM
+    # certificates) the Amazon Trust Services roots, which certifi's bundle carries (Amazon Root CA 1).
+    return ssl.create_default_context(cafile=settings.db_ssl_ca_file or _default_ca_file())
+
+
+def _default_ca_file() -> str | None:
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - certifi ships with requests in the layer
+        return None
+    return str(certifi.where())
 
 
 def build_engine(settings: Settings | None = None) -> Engine:
