@@ -30,12 +30,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bitworks import outbox, ratelimit, views
-from bitworks.access import Principal, owned_conversation
+from bitworks.access import Principal, owned_conversation, visible_conversation
 from bitworks.config import Settings, get_settings
-from bitworks.errors import Conflict, NotFound, Unauthorized
+from bitworks.errors import Conflict, Forbidden, NotFound, Unauthorized
 from bitworks.jsonutil import dumps, iso
 from bitworks.models import Client, Connection, Context, Conversation, Message, Template, WsTicket
-from bitworks.schemas import ReplyIn
+from bitworks.schemas import AgentMessageIn, ReplyIn
 
 RATE_WINDOW_SECONDS = 60
 TURN_MARGIN_SECONDS = 30  # async-invoke queueing and clock slack on top of the delivery budget
@@ -247,6 +247,49 @@ def send_user_message(
     session.refresh(message)
     shaped = views.message(message)
     _after_commit(session, conversation_id, [{"type": "message.created", "message": shaped}], invoke=turn)
+    return shaped, True
+
+
+def post_agent_message(
+    session: Session, principal: Principal, conversation_id: uuid.UUID, body: AgentMessageIn
+) -> tuple[dict[str, Any], bool]:
+    """An n8n workflow (API key with messages:write) or an admin (human handoff) posts an assistant
+    or system message: a follow-up, a note, a human answer. Pushed like any reply; no turn changes.
+    Idempotent through client_message_id, like user messages: (message view, created?)."""
+    if not (principal.is_api_key or principal.is_admin):
+        raise Forbidden("only the client's admins and API keys post assistant or system messages")
+    conversation = visible_conversation(session, principal, conversation_id)
+    if conversation.status == "closed":
+        raise Conflict("the conversation is closed")
+    if body.client_message_id is not None:
+        existing = _by_client_message_id(session, conversation.id, body.client_message_id)
+        if existing is not None:
+            return _repeat(existing, body.content)
+    author = f"api_key:{principal.api_key_id}" if principal.is_api_key else f"user:{principal.user_id}"
+    try:
+        with session.begin_nested():
+            if _lock(session, conversation_id) is None:
+                raise NotFound("conversation not found")
+            message = Message(
+                id=uuid.uuid4(),
+                conversation_id=conversation_id,
+                seq=_next_seq(session, conversation_id),
+                role=body.role,
+                content=body.content,
+                status="sent",
+                client_message_id=body.client_message_id,
+                metadata_={**_without(body.metadata, PUSHED_KEY, DISPATCH_KEY), "author": author},
+            )
+            session.add(message)
+            session.flush()
+    except IntegrityError:
+        existing = _by_client_message_id(session, conversation_id, body.client_message_id) if body.client_message_id else None
+        if existing is None:
+            raise
+        return _repeat(existing, body.content)
+    session.refresh(message)
+    shaped = views.message(message)
+    _after_commit(session, conversation_id, [{"type": "message.created", "message": shaped}])
     return shaped, True
 
 
