@@ -26,7 +26,7 @@ $(SAM): requirements-sam.txt
 dev: install
 	$(PY) -m tools.dev
 
-test: install
+test: install $(SAM)
 	$(PY) -m pytest
 
 test-quick: install
