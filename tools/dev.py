@@ -90,7 +90,8 @@ def _print_banner(creds: dict[str, Any], http: str, ws: str, assistant: str | No
     print(f"   HTTP API   {http}        (health: {http}/health)")
     print(f"   WebSocket  {ws}?ticket=...")
     if (ROOT / "web").exists():
-        print(f"   Demo page  {http}/web/demo.html     Console: {http}/web/console.html")
+        print(f"   Demo page  {http}/web/demo.html?client={creds['client_id']}")
+        print(f"   Console    {http}/web/console.html")
     print(f"   n8n        {assistant or os.environ.get('N8N_WEBHOOK_URL')}")
     print(f"   client_id  {creds['client_id']}")
     for role in ("superadmin", "admin", "user"):
