@@ -45,12 +45,23 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--stack-name", default="local")
     a = p.parse_args(argv)
     return Options(
-        template=a.template, host=a.host, http_port=a.http_port, ws_port=a.ws_port, aws_port=a.aws_port,
-        env_vars=a.env_vars, parameter_overrides=_parse_overrides(a.parameter_overrides), static=a.static,
+        template=a.template,
+        host=a.host,
+        http_port=a.http_port,
+        ws_port=a.ws_port,
+        aws_port=a.aws_port,
+        env_vars=a.env_vars,
+        parameter_overrides=_parse_overrides(a.parameter_overrides),
+        static=a.static,
         async_retry_delays=tuple(float(x) for x in a.async_retry_delays.split(",") if x.strip()),
-        schedule_speedup=a.schedule_speedup, schedules=not a.no_schedules, ws_idle_timeout=a.ws_idle_timeout,
-        ws_max_duration=a.ws_max_duration, integration_timeout=a.integration_timeout,
-        max_workers=a.max_workers, reload_interval=a.reload_interval, stack_name=a.stack_name,
+        schedule_speedup=a.schedule_speedup,
+        schedules=not a.no_schedules,
+        ws_idle_timeout=a.ws_idle_timeout,
+        ws_max_duration=a.ws_max_duration,
+        integration_timeout=a.integration_timeout,
+        max_workers=a.max_workers,
+        reload_interval=a.reload_interval,
+        stack_name=a.stack_name,
     )
 
 

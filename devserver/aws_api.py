@@ -7,8 +7,9 @@ import json
 import re
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -26,12 +27,16 @@ def _aws_error(status: int, error_type: str, message: str | None, request_id: st
     body: dict[str, Any] = {"message": message}
     if message is not None:
         body.update({"Type": "User", "Message": message})
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json",
-                        headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": rid})
+    return web.Response(
+        status=status,
+        body=json.dumps(body).encode(),
+        content_type="application/json",
+        headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": rid},
+    )
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class AwsApi:
@@ -56,12 +61,14 @@ class AwsApi:
         if request.path == "/_emulator/health":
             return web.json_response({"status": "ok"})
         if request.path == "/_emulator/stats":
-            return web.json_response({
-                "functions": self.lambdas.stats(),
-                "async": self.lambdas.async_events,
-                "websocket_connections": len(self.ws.connections),
-                **self.stats_extra(),
-            })
+            return web.json_response(
+                {
+                    "functions": self.lambdas.stats(),
+                    "async": self.lambdas.async_events,
+                    "websocket_connections": len(self.ws.connections),
+                    **self.stats_extra(),
+                }
+            )
         return web.json_response({"message": "Not Found"}, status=404)
 
     async def _connection(self, request: web.BaseRequest, conn_id: str) -> web.Response:
@@ -77,11 +84,15 @@ class AwsApi:
                 return _aws_error(410, "GoneException", None, rid)
             return web.Response(status=200, headers={"x-amzn-RequestId": rid})
         if request.method == "GET":
-            return web.json_response({
-                "ConnectedAt": _iso(conn.connected_at),
-                "Identity": {"SourceIp": conn.source_ip, "UserAgent": conn.user_agent},
-                "LastActiveAt": _iso(conn.last_active),
-            }, headers={"x-amzn-RequestId": rid})
+            return web.json_response(
+                {
+                    # Wire names are camelCase (botocore maps them to ConnectedAt / Identity / LastActiveAt).
+                    "connectedAt": _iso(conn.connected_at),
+                    "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+                    "lastActiveAt": _iso(conn.last_active),
+                },
+                headers={"x-amzn-RequestId": rid},
+            )
         if request.method == "DELETE":
             await self.ws.delete(conn_id)
             return web.Response(status=204, headers={"x-amzn-RequestId": rid})
@@ -101,8 +112,7 @@ class AwsApi:
             try:
                 json.loads(payload)
             except ValueError:
-                return _aws_error(400, "InvalidRequestContentException",
-                                  "Could not parse request body into json", rid)
+                return _aws_error(400, "InvalidRequestContentException", "Could not parse request body into json", rid)
         kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if kind == "DryRun":
             return web.Response(status=204, headers={"x-amzn-RequestId": rid})
@@ -121,9 +131,12 @@ class AwsApi:
                 client_context = None
         t0 = time.perf_counter()
         result = await pool.invoke(payload, client_context=client_context)
-        headers = {"x-amzn-RequestId": result.request_id, "X-Amz-Executed-Version": "$LATEST",
-                   "x-amzn-Remapped-Content-Length": "0",
-                   "X-Amz-Duration": f"{(time.perf_counter() - t0) * 1000:.2f}"}
+        headers = {
+            "x-amzn-RequestId": result.request_id,
+            "X-Amz-Executed-Version": "$LATEST",
+            "x-amzn-Remapped-Content-Length": "0",
+            "X-Amz-Duration": f"{(time.perf_counter() - t0) * 1000:.2f}",
+        }
         if not result.ok:
             headers["X-Amz-Function-Error"] = "Unhandled"
         return web.Response(status=200, body=result.payload, headers=headers, content_type="application/json")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import mimetypes
 import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -28,8 +29,9 @@ _TEXT_TYPES = re.compile(
 
 
 def _json_response(status: int, message: str | None, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=json.dumps({"message": message}).encode(),
-                        content_type="application/json", headers=headers)
+    return web.Response(
+        status=status, body=json.dumps({"message": message}).encode(), content_type="application/json", headers=headers
+    )
 
 
 @dataclass
@@ -80,15 +82,23 @@ class TokenBucket:
 
 
 class HttpApi:
-    def __init__(self, lambdas: LambdaService, apis: dict[str, HttpApiSpec], routes: list[HttpRoute],
-                 integration_timeout: float = 30.0, static: list[tuple[Path, str]] | None = None) -> None:
+    def __init__(
+        self,
+        lambdas: LambdaService,
+        apis: dict[str, HttpApiSpec],
+        routes: list[HttpRoute],
+        integration_timeout: float = 30.0,
+        static: list[tuple[Path, str]] | None = None,
+    ) -> None:
         self.lambdas = lambdas
         self.apis = apis
         self.routes = sorted((compile_route(r) for r in routes), key=lambda c: c.rank)
         self.integration_timeout = integration_timeout
+        # DefaultRouteSettings throttling applies to each route of the stage separately.
         self.buckets = {
-            api_id: TokenBucket(spec.throttle_rate or 0.0, spec.throttle_burst or 0)
-            for api_id, spec in apis.items() if spec.throttle_rate is not None
+            (r.api_id, r.route_key): TokenBucket(apis[r.api_id].throttle_rate or 0.0, apis[r.api_id].throttle_burst or 0)
+            for r in routes
+            if r.api_id in apis and apis[r.api_id].throttle_rate is not None
         }
         self.static = static or []
         self._any_cors = any(a.cors for a in apis.values())
@@ -108,8 +118,9 @@ class HttpApi:
         return (default.route, {}) if default else None
 
     # -- event building
-    def build_event(self, request: web.BaseRequest, route: HttpRoute, params: dict[str, str], body: bytes,
-                    request_id: str) -> dict[str, Any]:
+    def build_event(
+        self, request: web.BaseRequest, route: HttpRoute, params: dict[str, str], body: bytes, request_id: str
+    ) -> dict[str, Any]:
         headers: dict[str, str] = {}
         cookies: list[str] = []
         for k, v in request.headers.items():
@@ -122,7 +133,7 @@ class HttpApi:
         query: dict[str, str] = {}
         for k, v in parse_qsl(raw_qs, keep_blank_values=True):
             query[k] = f"{query[k]},{v}" if k in query else v
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         host = headers.get("host", "localhost")
         raw_path = request.rel_url.raw_path
         event: dict[str, Any] = {
@@ -174,8 +185,8 @@ class HttpApi:
     def map_response(payload: bytes) -> web.Response:
         result = json.loads(payload) if payload else None
         if not (isinstance(result, dict) and "statusCode" in result):
-            body = result if isinstance(result, str) else json.dumps(result)
-            return web.Response(status=200, text=body, content_type="application/json")
+            text = result if isinstance(result, str) else json.dumps(result)
+            return web.Response(status=200, text=text, content_type="application/json")
         status = int(result["statusCode"])
         headers: CIMultiDict[str] = CIMultiDict()
         for k, vs in (result.get("multiValueHeaders") or {}).items():
@@ -220,8 +231,7 @@ class HttpApi:
             headers = [str(h) for h in cors.get("AllowHeaders") or []]
             req_headers = request.headers.get("Access-Control-Request-Headers", "")
             if headers:
-                out["Access-Control-Allow-Headers"] = req_headers if "*" in headers and req_headers else ",".join(
-                    headers)
+                out["Access-Control-Allow-Headers"] = req_headers if "*" in headers and req_headers else ",".join(headers)
             if cors.get("MaxAge") is not None:
                 out["Access-Control-Max-Age"] = str(cors["MaxAge"])
         elif cors.get("ExposeHeaders"):
@@ -234,7 +244,7 @@ class HttpApi:
             if path == prefix.rstrip("/"):
                 raise web.HTTPMovedPermanently(prefix)
             if path.startswith(prefix):
-                rel = unquote(path[len(prefix):]) or "index.html"
+                rel = unquote(path[len(prefix) :]) or "index.html"
                 target = (root / rel).resolve()
                 if target.is_dir():
                     target = target / "index.html"
@@ -246,9 +256,18 @@ class HttpApi:
 
     # -- entry point
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        path = request.rel_url.path
+        try:
+            return await self._handle(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # an emulator bug must look like an API Gateway 500, never kill the server
+            logging.getLogger("devserver").exception("HTTP API request failed")
+            return _json_response(500, "Internal Server Error")
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        path = request.rel_url.raw_path  # match raw segments: %2F inside a parameter stays in it
         if self.static:
-            resp = self._static(path)
+            resp = self._static(request.rel_url.path)
             if resp is not None:
                 return resp
         if request.method == "OPTIONS" and self._any_cors and "Access-Control-Request-Method" in request.headers:
@@ -260,7 +279,7 @@ class HttpApi:
         if matched is None:
             return _json_response(404, "Not Found")
         route, params = matched
-        bucket = self.buckets.get(route.api_id)
+        bucket = self.buckets.get((route.api_id, route.route_key))
         if bucket is not None and not bucket.take():
             return _json_response(429, "Too Many Requests")
         if request.content_length is not None and request.content_length > MAX_BODY:
@@ -282,7 +301,7 @@ class HttpApi:
         task = asyncio.ensure_future(pool.invoke(json.dumps(event).encode()))
         try:
             result = await asyncio.wait_for(asyncio.shield(task), self.integration_timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return _json_response(503, "Service Unavailable", {"apigw-requestid": request_id})
         if not result.ok:
             resp = _json_response(500, "Internal Server Error")

@@ -14,7 +14,8 @@ import ipaddress
 import json
 import logging
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import yaml
 
@@ -45,13 +46,28 @@ def _construct(tag: str, node: yaml.Node, loader: yaml.SafeLoader) -> Any:
 
 
 for _tag in (
-    "Ref", "Condition", "Sub", "GetAtt", "Join", "If", "Select", "Split", "Equals", "Not",
-    "And", "Or", "FindInMap", "ImportValue", "Base64", "Cidr", "GetAZs", "Transform",
-    "ToJsonString", "Length",
+    "Ref",
+    "Condition",
+    "Sub",
+    "GetAtt",
+    "Join",
+    "If",
+    "Select",
+    "Split",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "FindInMap",
+    "ImportValue",
+    "Base64",
+    "Cidr",
+    "GetAZs",
+    "Transform",
+    "ToJsonString",
+    "Length",
 ):
-    CfnLoader.add_constructor(
-        f"!{_tag}", lambda loader, node, t=_tag: _construct(t, node, loader)
-    )
+    CfnLoader.add_constructor(f"!{_tag}", lambda loader, node, t=_tag: _construct(t, node, loader))
 
 
 def load_yaml(text: str) -> dict[str, Any]:
@@ -61,7 +77,7 @@ def load_yaml(text: str) -> dict[str, Any]:
 
 def fake_id(*parts: str, length: int = 10) -> str:
     """Stable lowercase-alnum id, shaped like API Gateway ids."""
-    digest = hashlib.sha1("/".join(parts).encode()).hexdigest()
+    digest = hashlib.sha256("/".join(parts).encode()).hexdigest()
     alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
     n = int(digest, 16)
     out = []
@@ -137,11 +153,11 @@ class Resolver:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref" or key == "Condition" or key.startswith("Fn::"):
                 try:
                     return self._intrinsic(key, arg)
-                except Exception as exc:  # never let one odd value kill the emulator
+                except Exception as exc:  # noqa: BLE001 - one odd value must never kill the emulator
                     self._warn(f"{key}:{arg!r}", f"cannot resolve {key} {arg!r}: {exc}")
                     return f"unresolved-{key.replace('::', '-')}"
         out = {}
@@ -199,7 +215,7 @@ class Resolver:
 
         return re.sub(r"\$\{([^}]*)\}", repl, str(self._resolve(text)))
 
-    def _intrinsic(self, key: str, arg: Any) -> Any:  # noqa: C901 - a flat dispatch table
+    def _intrinsic(self, key: str, arg: Any) -> Any:
         if key == "Ref":
             return self._ref(arg)
         if key == "Condition":

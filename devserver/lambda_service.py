@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .template import FunctionSpec, Model
@@ -25,44 +26,52 @@ def build_env(spec: FunctionSpec, region: str, aws_url: str, overrides: dict[str
             if k in fn_env:
                 fn_env[k] = v
     env.update(fn_env)
-    env.update({
-        "AWS_LAMBDA_FUNCTION_NAME": spec.name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": datetime.now(timezone.utc).strftime("%Y/%m/%d/[$LATEST]")
-        + uuid.uuid4().hex,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "AWS_ACCESS_KEY_ID": "ASIADEVSERVERLOCAL00",
-        "AWS_SECRET_ACCESS_KEY": "devserver-local-secret-access-key",
-        "AWS_SESSION_TOKEN": "devserver-local-session-token",
-        # No real profile/config may leak in and redirect a client somewhere real.
-        "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-        "LAMBDA_TASK_ROOT": str(spec.code_dir),
-        "LAMBDA_RUNTIME_DIR": str(spec.code_dir),
-        "TZ": ":UTC",
-        "AWS_ENDPOINT_URL_LAMBDA": aws_url,
-        "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": aws_url,
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": datetime.now(UTC).strftime("%Y/%m/%d/[$LATEST]") + uuid.uuid4().hex,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{spec.runtime}",
+            "AWS_REGION": region,
+            "AWS_DEFAULT_REGION": region,
+            "AWS_ACCESS_KEY_ID": "ASIADEVSERVERLOCAL00",
+            "AWS_SECRET_ACCESS_KEY": "devserver-local-secret-access-key",
+            "AWS_SESSION_TOKEN": "devserver-local-session-token",
+            # No real profile/config may leak in and redirect a client somewhere real.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+            "LAMBDA_RUNTIME_DIR": str(spec.code_dir),
+            "TZ": ":UTC",
+            "AWS_ENDPOINT_URL_LAMBDA": aws_url,
+            "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI": aws_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
 class LambdaService:
-    def __init__(self, model: Model, aws_url: str, env_overrides: dict[str, dict[str, str]], logger: Logger,
-                 max_workers: int = 8, retry_delays: tuple[float, ...] = (60.0, 120.0)) -> None:
+    def __init__(
+        self,
+        model: Model,
+        aws_url: str,
+        env_overrides: dict[str, dict[str, str]],
+        logger: Logger,
+        max_workers: int = 8,
+        retry_delays: tuple[float, ...] = (60.0, 120.0),
+    ) -> None:
         self.model = model
         self.logger = logger
         self.retry_delays = retry_delays or (0.0,)
-        pycache = new_pycache_dir()
+        self._pycache = pycache = new_pycache_dir()
         self.pools: dict[str, FunctionPool] = {
-            name: FunctionPool(spec, build_env(spec, model.region, aws_url, env_overrides), logger,
-                               max_workers, pycache)
+            name: FunctionPool(spec, build_env(spec, model.region, aws_url, env_overrides), logger, max_workers, pycache)
             for name, spec in model.functions.items()
         }
+        self.aliases = dict(model.aliases)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.async_events = {"accepted": 0, "succeeded": 0, "failed": 0, "destinations": 0}
 
@@ -73,7 +82,7 @@ class LambdaService:
             name = name.split(":function:", 1)[1].split(":", 1)[0]
         else:
             name = name.split(":", 1)[0]
-        return self.pools.get(name)
+        return self.pools.get(name) or self.pools.get(self.aliases.get(name, ""))
 
     async def invoke(self, name: str, payload: bytes, client_context: Any = None) -> InvokeResult:
         pool = self.lookup(name)
@@ -115,8 +124,16 @@ class LambdaService:
         self.logger.write(f"devserver: async invoke {rid} of {spec.name} dropped ({condition})")
         await self._destination(spec, spec.on_failure, condition, rid, attempts, payload, result)
 
-    async def _destination(self, spec: FunctionSpec, target: str | None, condition: str, rid: str, attempts: int,
-                           payload: bytes, result: InvokeResult | None) -> None:
+    async def _destination(
+        self,
+        spec: FunctionSpec,
+        target: str | None,
+        condition: str,
+        rid: str,
+        attempts: int,
+        payload: bytes,
+        result: InvokeResult | None,
+    ) -> None:
         if not target:
             return
         pool = self.lookup(target)
@@ -136,7 +153,7 @@ class LambdaService:
             response_payload = None
         record = {
             "version": "1.0",
-            "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "requestContext": {
                 "requestId": rid,
                 "functionArn": f"{spec.arn}:$LATEST",
@@ -158,4 +175,5 @@ class LambdaService:
         for t in list(self._tasks):
             t.cancel()
         for pool in self.pools.values():
-            pool.stop()
+            await pool.stop()
+        shutil.rmtree(self._pycache, ignore_errors=True)

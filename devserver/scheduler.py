@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .lambda_service import LambdaService
@@ -74,8 +74,12 @@ class Cron:
         t = (t + timedelta(minutes=1)).replace(second=0, microsecond=0)
         for _ in range(366 * 5):  # days
             aws_dow = (t.isoweekday() % 7) + 1
-            if (self._ok(self.years, t.year) and self._ok(self.months, t.month) and self._ok(self.dom, t.day)
-                    and self._ok(self.dow, aws_dow)):
+            if (
+                self._ok(self.years, t.year)
+                and self._ok(self.months, t.month)
+                and self._ok(self.dom, t.day)
+                and self._ok(self.dow, aws_dow)
+            ):
                 while True:
                     if self._ok(self.hours, t.hour) and self._ok(self.minutes, t.minute):
                         return t
@@ -131,10 +135,10 @@ class Scheduler:
             if rate is not None:
                 next_at += rate / self.speedup
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
-                when = datetime.now(timezone.utc)
+                when = datetime.now(UTC)
             else:
                 assert cron is not None
-                now = datetime.now(timezone.utc)
+                now = datetime.now(UTC)
                 nxt = cron.next_after(now)
                 if nxt is None:
                     return

@@ -81,36 +81,43 @@ class Emulator:
 
     async def start(self) -> None:
         o = self.options
-        socks = [_listen(o.host, p) for p in (o.http_port, o.ws_port, o.aws_port)]
+        socks: list[socket.socket] = []
+        try:
+            for port in (o.http_port, o.ws_port, o.aws_port):
+                socks.append(_listen(o.host, port))
+            await self._start(socks)
+        except BaseException:
+            await self.stop()
+            for s in socks:
+                s.close()
+            raise
+
+    async def _start(self, socks: list[socket.socket]) -> None:
+        o = self.options
         host = f"[{o.host}]" if ":" in o.host else o.host
         ports = [s.getsockname()[1] for s in socks]
         self.http_url = f"http://{host}:{ports[0]}"
         self.ws_url = f"ws://{host}:{ports[1]}"
         self.aws_url = f"http://{host}:{ports[2]}"
 
-        model = load_model(o.template, o.parameter_overrides, {"http": self.http_url, "ws": self.ws_url},
-                           o.stack_name)
+        model = load_model(o.template, o.parameter_overrides, {"http": self.http_url, "ws": self.ws_url}, o.stack_name)
         overrides = load_env_vars_file(o.env_vars)
-        self.lambdas = LambdaService(model, self.aws_url, overrides, self.logger, o.max_workers,
-                                     o.async_retry_delays)
+        self.lambdas = LambdaService(model, self.aws_url, overrides, self.logger, o.max_workers, o.async_retry_delays)
         static = _parse_static(o.static, [compile_route(r) for r in model.http_routes])
         http = HttpApi(self.lambdas, model.http_apis, model.http_routes, o.integration_timeout, static)
         if len(model.ws_apis) > 1:
             self.logger.write(f"devserver: {len(model.ws_apis)} WebSocket APIs; serving {model.ws_apis[0].logical_id}")
-        self.ws = WebSocketApi(self.lambdas, model.ws_apis[0] if model.ws_apis else None, o.ws_idle_timeout,
-                               o.ws_max_duration)
+        self.ws = WebSocketApi(self.lambdas, model.ws_apis[0] if model.ws_apis else None, o.ws_idle_timeout, o.ws_max_duration)
         self.scheduler = Scheduler(self.lambdas, model.schedules if o.schedules else [], o.schedule_speedup)
-        aws = AwsApi(self.lambdas, self.ws, lambda: {"schedules_fired": self.scheduler.fired if self.scheduler
-                                                                         else {}})
-        for handler, sock in zip((http.handle, self.ws.handle, aws.handle), socks):
+        aws = AwsApi(self.lambdas, self.ws, lambda: {"schedules_fired": self.scheduler.fired if self.scheduler else {}})
+        for handler, sock in zip((http.handle, self.ws.handle, aws.handle), socks, strict=True):
             # Low-level server: no router and no access log on the hot path.
             runner = web.ServerRunner(web.Server(handler, access_log=None), handle_signals=False)
             await runner.setup()
             await web.SockSite(runner, sock).start()
             self._runners.append(runner)
         if o.reload_interval > 0:
-            self._tasks.append(asyncio.ensure_future(
-                CodeWatcher(self.lambdas.pools, self.logger, o.reload_interval).run()))
+            self._tasks.append(asyncio.ensure_future(CodeWatcher(self.lambdas.pools, self.logger, o.reload_interval).run()))
         self.scheduler.start()
         for r in model.http_routes:
             self.logger.write(f"devserver: route {r.route_key} -> {r.function}")
@@ -173,9 +180,10 @@ def start(template: str = "template.yaml", **kwargs: Any) -> Handle:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(emulator.start())
-        except BaseException as exc:  # surfaced to the caller below
+        except BaseException as exc:  # noqa: BLE001 - surfaced to the caller below
             error.append(exc)
             started.set()
+            loop.close()
             return
         started.set()
         loop.run_forever()

@@ -84,6 +84,8 @@ class Model:
     ws_apis: list[WsApiSpec]
     schedules: list[ScheduleSpec]
     region: str
+    # Explicit FunctionName properties -> logical id: code invokes functions by their AWS name.
+    aliases: dict[str, str] = field(default_factory=dict)
 
 
 def _merge_globals(globals_: dict[str, Any], props: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +102,7 @@ def _merge_globals(globals_: dict[str, Any], props: dict[str, Any]) -> dict[str,
 
 
 def _is_intrinsic(v: Any) -> bool:
-    return isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("Ref", "Condition") or (
+    return (isinstance(v, dict) and len(v) == 1 and next(iter(v)) in ("Ref", "Condition")) or (
         isinstance(v, dict) and len(v) == 1 and next(iter(v)).startswith("Fn::")
     )
 
@@ -138,9 +140,7 @@ def load_model(
         if not isinstance(res, dict):
             continue
         kind = res.get("Type")
-        section = {"AWS::Serverless::Function": "Function", "AWS::Serverless::HttpApi": "HttpApi"}.get(
-            str(kind)
-        )
+        section = {"AWS::Serverless::Function": "Function", "AWS::Serverless::HttpApi": "HttpApi"}.get(str(kind))
         if section and isinstance(globals_.get(section), dict):
             res["Properties"] = _merge_globals(globals_[section], res.get("Properties") or {})
 
@@ -209,6 +209,7 @@ def load_model(
                 layer_dirs[arn_of(logical, str(res["Type"]))] = (base / content).resolve()
 
     functions: dict[str, FunctionSpec] = {}
+    aliases: dict[str, str] = {}
     http_apis: dict[str, HttpApiSpec] = {}
     http_routes: list[HttpRoute] = []
     schedules: list[ScheduleSpec] = []
@@ -264,6 +265,9 @@ def load_model(
         fn.on_failure = _lambda_destination(dest.get("OnFailure"))
         fn.on_success = _lambda_destination(dest.get("OnSuccess"))
         functions[logical] = fn
+        physical = props.get("FunctionName")
+        if isinstance(physical, str) and physical and physical != logical:
+            aliases[physical] = logical
 
         for ev_name, ev in (props.get("Events") or {}).items():
             ev = ev or {}
@@ -279,10 +283,16 @@ def load_model(
                 else:
                     method = "ANY" if method in ("ANY", "X-AMAZON-APIGATEWAY-ANY-METHOD", "*") else method
                     key = f"{method} {path_}"
-                    http_routes.append(HttpRoute(
-                        api_id, key, method, str(path_), logical,
-                        str(eprops.get("PayloadFormatVersion", "2.0")),
-                    ))
+                    http_routes.append(
+                        HttpRoute(
+                            api_id,
+                            key,
+                            method,
+                            str(path_),
+                            logical,
+                            str(eprops.get("PayloadFormatVersion", "2.0")),
+                        )
+                    )
             elif etype in ("Schedule", "ScheduleV2"):
                 expr = eprops.get("Schedule") or eprops.get("ScheduleExpression")
                 enabled = eprops.get("Enabled", True)
@@ -294,16 +304,21 @@ def load_model(
                     except ValueError:
                         pass
                 if expr:
-                    schedules.append(ScheduleSpec(
-                        logical, f"{logical}{ev_name}", str(expr), inp,
-                        enabled not in (False, "false", "False") and state != "DISABLED",
-                    ))
+                    schedules.append(
+                        ScheduleSpec(
+                            logical,
+                            f"{logical}{ev_name}",
+                            str(expr),
+                            inp,
+                            enabled not in (False, "false", "False") and state != "DISABLED",
+                        )
+                    )
 
     ws_apis, extra_http = _load_v2(resources, resolver, active, functions, http_api)
     http_routes.extend(extra_http)
     for api in http_apis.values():
         api.logical_id = logical_by_api_id.get(api.api_id, api.logical_id)
-    return Model(functions, http_apis, http_routes, ws_apis, schedules, region)
+    return Model(functions, http_apis, http_routes, ws_apis, schedules, region, aliases)
 
 
 def _env_str(v: Any) -> str:
@@ -325,7 +340,10 @@ def _lambda_destination(dest: Any) -> str | None:
 
 
 def _load_v2(
-    resources: dict[str, Any], resolver: Resolver, active: Any, functions: dict[str, FunctionSpec],
+    resources: dict[str, Any],
+    resolver: Resolver,
+    active: Any,
+    functions: dict[str, FunctionSpec],
     http_api: Any,
 ) -> tuple[list[WsApiSpec], list[HttpRoute]]:
     """Raw AWS::ApiGatewayV2::* resources: WebSocket APIs (and routes on HTTP ones)."""
@@ -339,8 +357,11 @@ def _load_v2(
             continue
         kind = res.get("Type")
         if kind not in (
-            "AWS::ApiGatewayV2::Api", "AWS::ApiGatewayV2::Integration", "AWS::ApiGatewayV2::Route",
-            "AWS::ApiGatewayV2::RouteResponse", "AWS::ApiGatewayV2::Stage",
+            "AWS::ApiGatewayV2::Api",
+            "AWS::ApiGatewayV2::Integration",
+            "AWS::ApiGatewayV2::Route",
+            "AWS::ApiGatewayV2::RouteResponse",
+            "AWS::ApiGatewayV2::Stage",
         ):
             continue
         props = resolver.resolve(res.get("Properties") or {})
@@ -363,9 +384,7 @@ def _load_v2(
     ws: dict[str, WsApiSpec] = {}
     for api_id, (logical, props) in apis.items():
         if str(props.get("ProtocolType", "")).upper() == "WEBSOCKET":
-            ws[api_id] = WsApiSpec(
-                logical, api_id, str(props.get("RouteSelectionExpression", "$request.body.action"))
-            )
+            ws[api_id] = WsApiSpec(logical, api_id, str(props.get("RouteSelectionExpression", "$request.body.action")))
     for st in stages:
         api = ws.get(str(st.get("ApiId")))
         if api and st.get("StageName"):

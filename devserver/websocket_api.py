@@ -7,9 +7,8 @@ import base64
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -30,7 +29,7 @@ def _request_id() -> str:
 
 
 def _now() -> tuple[datetime, int]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now, int(now.timestamp() * 1000)
 
 
@@ -51,8 +50,9 @@ class Connection:
 
 
 class WebSocketApi:
-    def __init__(self, lambdas: LambdaService, spec: WsApiSpec | None, idle_timeout: float = 600.0,
-                 max_duration: float = 7200.0) -> None:
+    def __init__(
+        self, lambdas: LambdaService, spec: WsApiSpec | None, idle_timeout: float = 600.0, max_duration: float = 7200.0
+    ) -> None:
         self.lambdas = lambdas
         self.spec = spec
         self.idle_timeout = idle_timeout
@@ -66,8 +66,9 @@ class WebSocketApi:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _context(self, conn_id: str, route_key: str, event_type: str, source_ip: str, user_agent: str,
-                 connected_at_ms: int) -> dict[str, Any]:
+    def _context(
+        self, conn_id: str, route_key: str, event_type: str, source_ip: str, user_agent: str, connected_at_ms: int
+    ) -> dict[str, Any]:
         assert self.spec is not None
         now, epoch = _now()
         return {
@@ -93,7 +94,7 @@ class WebSocketApi:
         if expr.startswith("$request.body."):
             try:
                 value: Any = json.loads(body)
-                for part in expr[len("$request.body."):].split("."):
+                for part in expr[len("$request.body.") :].split("."):
                     value = value[part] if isinstance(value, dict) else None
                 if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                     key = str(value)
@@ -116,6 +117,7 @@ class WebSocketApi:
         source_ip = request.remote or "127.0.0.1"
         user_agent = request.headers.get("User-Agent", "")
         connected_at_ms = int(time.time() * 1000)
+        protocols: tuple[str, ...] = ()
 
         # $connect decides whether the upgrade happens at all.
         fn = self.spec.routes.get("$connect")
@@ -132,8 +134,7 @@ class WebSocketApi:
             if mq:
                 event["queryStringParameters"] = {k: v[-1] for k, v in mq.items()}
                 event["multiValueQueryStringParameters"] = mq
-            event["requestContext"] = self._context(conn_id, "$connect", "CONNECT", source_ip, user_agent,
-                                                    connected_at_ms)
+            event["requestContext"] = self._context(conn_id, "$connect", "CONNECT", source_ip, user_agent, connected_at_ms)
             event["isBase64Encoded"] = False
             result = await self.lambdas.invoke(fn, json.dumps(event).encode())
             if not result.ok:
@@ -143,13 +144,20 @@ class WebSocketApi:
                 data = json.loads(result.payload)
                 if isinstance(data, dict) and "statusCode" in data:
                     status = int(data["statusCode"])
+                if isinstance(data, dict) and isinstance(data.get("headers"), dict):
+                    # A $connect response may pick the subprotocol (e.g. token-in-protocol auth).
+                    for k, v in data["headers"].items():
+                        if k.lower() == "sec-websocket-protocol":
+                            protocols = (str(v),)
             except (ValueError, TypeError):
                 pass
             if not 200 <= status < 300:
-                return web.json_response({"message": "Forbidden" if status == 403 else "Unauthorized"
-                                          if status == 401 else "Error"}, status=status)
+                return web.json_response(
+                    {"message": "Forbidden" if status == 403 else "Unauthorized" if status == 401 else "Error"},
+                    status=status,
+                )
 
-        ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE, autoping=True)
+        ws = web.WebSocketResponse(max_msg_size=4 * MAX_MESSAGE, autoping=True, protocols=protocols)
         await ws.prepare(request)
         conn = Connection(conn_id, ws, source_ip, user_agent)
         self.connections[conn_id] = conn
@@ -182,18 +190,18 @@ class WebSocketApi:
     async def _message(self, conn: Connection, body: str, connected_at_ms: int) -> None:
         assert self.spec is not None
         route = self._route_for(body)
-        ctx = self._context(conn.id, route or "$default", "MESSAGE", conn.source_ip, conn.user_agent,
-                            connected_at_ms)
+        ctx = self._context(conn.id, route or "$default", "MESSAGE", conn.source_ip, conn.user_agent, connected_at_ms)
         if route is None:
-            await self._send(conn, json.dumps({"message": "Forbidden", "connectionId": conn.id,
-                                               "requestId": ctx["requestId"]}))
+            await self._send(conn, json.dumps({"message": "Forbidden", "connectionId": conn.id, "requestId": ctx["requestId"]}))
             return
         ctx["messageId"] = _request_id()
         event = {"requestContext": ctx, "body": body, "isBase64Encoded": False}
         result = await self.lambdas.invoke(self.spec.routes[route], json.dumps(event).encode())
         if not result.ok:
-            await self._send(conn, json.dumps({"message": "Internal server error", "connectionId": conn.id,
-                                               "requestId": ctx["requestId"]}))
+            await self._send(
+                conn,
+                json.dumps({"message": "Internal server error", "connectionId": conn.id, "requestId": ctx["requestId"]}),
+            )
             return
         if route in self.spec.two_way:
             try:
@@ -209,9 +217,12 @@ class WebSocketApi:
         ctx = self._context(conn.id, "$disconnect", "DISCONNECT", conn.source_ip, conn.user_agent, connected_at_ms)
         ctx["disconnectStatusCode"] = code
         ctx["disconnectReason"] = conn.disconnect_reason
-        event = {"headers": {"Host": self.domain, "x-api-key": "", "X-Forwarded-For": "",
-                             "x-restapi": ""},
-                 "multiValueHeaders": {}, "requestContext": ctx, "isBase64Encoded": False}
+        event = {
+            "headers": {"Host": self.domain, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""},
+            "multiValueHeaders": {},
+            "requestContext": ctx,
+            "isBase64Encoded": False,
+        }
         await self.lambdas.invoke(self.spec.routes["$disconnect"], json.dumps(event).encode())
 
     async def _send(self, conn: Connection, data: str | bytes) -> bool:

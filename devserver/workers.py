@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import math
 import os
@@ -13,7 +14,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,8 +22,21 @@ from .template import FunctionSpec
 
 _LEN = struct.Struct(">I")
 _BOOTSTRAP = str(Path(__file__).with_name("_bootstrap.py"))
-_SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".aws-sam", ".mypy_cache",
-              ".pytest_cache", ".ruff_cache"}
+_SKIP_DIRS = {
+    "__pycache__",
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".aws-sam",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+}
+
+# Lambda allows 10 s of init. A laptop (or a 2-core CI box) cold-starting many functions at once
+# can need more, and a spurious 500 there teaches nothing; override with DEVSERVER_INIT_TIMEOUT.
+INIT_TIMEOUT = float(os.environ.get("DEVSERVER_INIT_TIMEOUT", "30"))
 
 
 @dataclass
@@ -94,13 +108,40 @@ class Worker:
                 self.proc.kill()
             except ProcessLookupError:
                 pass
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+        # Reap in the background so the pipe transports close while the loop still runs.
+        if self not in _REAPING:
+            task = asyncio.ensure_future(self.proc.wait())
+            _REAPING[self] = task
+            task.add_done_callback(functools.partial(_forget, self))
+
+
+_REAPING: dict[Worker, asyncio.Future[int]] = {}
+
+
+def _forget(worker: Worker, _task: asyncio.Future[int]) -> None:
+    _REAPING.pop(worker, None)
+
+
+async def reap_all(timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    pending = [t for t in _REAPING.values() if t.get_loop() is loop]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
 
 
 class FunctionPool:
     """All warm workers of one function; one invocation at a time per worker."""
 
-    def __init__(self, spec: FunctionSpec, env: dict[str, str], logger: Logger, max_workers: int = 8,
-                 pycache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        env: dict[str, str],
+        logger: Logger,
+        max_workers: int = 8,
+        pycache_dir: str | None = None,
+    ) -> None:
         self.spec = spec
         self.env = env
         self.logger = logger
@@ -126,17 +167,31 @@ class FunctionPool:
         env = dict(self.env)
         if self.pycache_dir:
             env["PYTHONPYCACHEPREFIX"] = self.pycache_dir
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-X", "utf8", _BOOTSTRAP, str(self.spec.code_dir), self.spec.handler, *paths,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=self.logger.fd, env=env, cwd=str(self.spec.code_dir),
-            start_new_session=True,  # Ctrl+C goes to the emulator, which stops workers itself
-        )
-        worker = Worker(proc, self.generation)
+        generation = self.generation  # code read from here on belongs to this generation
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-X",
+                "utf8",
+                _BOOTSTRAP,
+                str(self.spec.code_dir),
+                self.spec.handler,
+                *paths,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=self.logger.fd,
+                env=env,
+                cwd=str(self.spec.code_dir),
+                start_new_session=True,  # Ctrl+C goes to the emulator, which stops workers itself
+            )
+        except OSError as exc:  # e.g. CodeUri does not exist
+            self.logger.write(f"devserver: cannot start a worker for {self.spec.name}: {exc}")
+            return None, _error_payload(f"Cannot start runtime: {exc}", "Runtime.InvalidEntrypoint")
+        worker = Worker(proc, generation)
         self.cold_starts += 1
         try:
-            head, _ = await asyncio.wait_for(worker.read_frame(), timeout=max(10.0, self.spec.timeout))
-        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            head, _ = await asyncio.wait_for(worker.read_frame(), timeout=max(INIT_TIMEOUT, self.spec.timeout))
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError):
             worker.kill()
             return None, _error_payload("Runtime exited during init", "Runtime.ExitError")
         if not head.get("ready"):
@@ -161,14 +216,14 @@ class FunctionPool:
                 self.spawning -= 1
         fut: asyncio.Future[Worker | None] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
-        w = await fut
-        if w is None:  # a slot freed up by a dead/stale worker: start a fresh one
+        waited = await fut
+        if waited is None:  # a slot freed up by a dead/stale worker: start a fresh one
             self.spawning += 1
             try:
                 return await self._spawn()
             finally:
                 self.spawning -= 1
-        return w, None
+        return waited, None
 
     def _discard(self, w: Worker) -> None:
         w.kill()
@@ -194,17 +249,18 @@ class FunctionPool:
             self._discard(w)
         self.idle.clear()
 
-    def stop(self) -> None:
-        for w in list(self.workers):
+    async def stop(self) -> None:
+        workers = list(self.workers)
+        for w in workers:
             self._discard(w)
         self.idle.clear()
         for fut in self.waiters:
             if not fut.done():
                 fut.cancel()
+        await reap_all()
 
     # -- invocation
-    async def invoke(self, payload: bytes, request_id: str | None = None,
-                     client_context: Any = None) -> InvokeResult:
+    async def invoke(self, payload: bytes, request_id: str | None = None, client_context: Any = None) -> InvokeResult:
         rid = request_id or str(uuid.uuid4())
         self.invocations += 1
         log = self.logger.write
@@ -215,21 +271,22 @@ class FunctionPool:
             self.errors += 1
             dur = (time.perf_counter() - t0) * 1000
             log(f"END RequestId: {rid}")
-            log(f"REPORT RequestId: {rid}\tDuration: {dur:.2f} ms\tBilled Duration: {math.ceil(dur)} ms\t"
-                f"Memory Size: {self.spec.memory_mb} MB\tMax Memory Used: 0 MB\tStatus: error")
+            log(
+                f"REPORT RequestId: {rid}\tDuration: {dur:.2f} ms\tBilled Duration: {math.ceil(dur)} ms\t"
+                f"Memory Size: {self.spec.memory_mb} MB\tMax Memory Used: 0 MB\tStatus: error"
+            )
             return InvokeResult(False, init_error or b"{}", rid, dur)
         worker.busy = True
         timeout = self.spec.timeout
         deadline_ms = time.time() * 1000 + timeout * 1000
         ok, out, rss_kb = False, b"", worker.peak_rss_kb
         try:
-            await worker.send({"id": rid, "deadline": deadline_ms, "arn": self.spec.arn, "cc": client_context},
-                              payload)
+            await worker.send({"id": rid, "deadline": deadline_ms, "arn": self.spec.arn, "cc": client_context}, payload)
             head, out = await asyncio.wait_for(worker.read_frame(), timeout)
             ok, rss_kb = bool(head.get("ok")), int(head.get("rss") or rss_kb)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             worker.kill()
-            stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
             msg = f"{stamp} {rid} Task timed out after {timeout:.2f} seconds"
             log(msg)
             out = _error_payload(msg, "Sandbox.Timedout")
@@ -237,8 +294,7 @@ class FunctionPool:
             await asyncio.sleep(0)  # let the exit status arrive
             code = worker.proc.returncode
             worker.kill()
-            out = _error_payload(f"RequestId: {rid} Error: Runtime exited with error: exit status {code}",
-                                 "Runtime.ExitError")
+            out = _error_payload(f"RequestId: {rid} Error: Runtime exited with error: exit status {code}", "Runtime.ExitError")
         except asyncio.CancelledError:
             worker.kill()  # protocol state unknown: this container is gone
             self._release(worker)
@@ -251,9 +307,11 @@ class FunctionPool:
             self.errors += 1
         init = f"\tInit Duration: {worker.init_ms:.2f} ms" if worker.init_ms is not None else ""
         worker.init_ms = None
-        log(f"END RequestId: {rid}")
-        log(f"REPORT RequestId: {rid}\tDuration: {dur:.2f} ms\tBilled Duration: {max(1, math.ceil(dur))} ms\t"
-            f"Memory Size: {self.spec.memory_mb} MB\tMax Memory Used: {max(1, round(rss_kb / 1024))} MB{init}")
+        log(  # END + REPORT in one write: one syscall on the hot path
+            f"END RequestId: {rid}\n"
+            f"REPORT RequestId: {rid}\tDuration: {dur:.2f} ms\tBilled Duration: {max(1, math.ceil(dur))} ms\t"
+            f"Memory Size: {self.spec.memory_mb} MB\tMax Memory Used: {max(1, round(rss_kb / 1024))} MB{init}"
+        )
         self._release(worker)
         return InvokeResult(ok, out, rid, dur)
 
@@ -266,8 +324,13 @@ class FunctionPool:
             "cold_starts": self.cold_starts,
             "peak_rss_mb": round(self.peak_rss_kb / 1024, 2),
             "worker_details": [
-                {"pid": w.proc.pid, "peak_rss_mb": round(w.peak_rss_kb / 1024, 2), "invocations": w.invocations,
-                 "busy": w.busy} for w in self.workers
+                {
+                    "pid": w.proc.pid,
+                    "peak_rss_mb": round(w.peak_rss_kb / 1024, 2),
+                    "invocations": w.invocations,
+                    "busy": w.busy,
+                }
+                for w in self.workers
             ],
         }
 
@@ -315,10 +378,14 @@ class CodeWatcher:
         await loop.run_in_executor(None, self.scan)
         while True:
             await asyncio.sleep(self.interval)
-            for d in await loop.run_in_executor(None, self.scan):
-                for pool in self.by_dir[d]:
-                    self.logger.write(f"devserver: code changed in {d}; reloading {pool.spec.name}")
-                    pool.recycle()
+            changed = await loop.run_in_executor(None, self.scan)
+            pools = {id(p): p for d in changed for p in self.by_dir[d]}
+            if pools:
+                names = sorted(p.spec.name for p in pools.values())
+                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                self.logger.write(f"devserver: code changed in {', '.join(map(str, changed))}; reloading {shown}")
+            for pool in pools.values():
+                pool.recycle()
 
 
 def new_pycache_dir() -> str:

@@ -46,8 +46,6 @@ def emulator_env(database_url: str, jwt_secret: str, n8n_url: str | None, http_u
         "DB_SSL_CA_FILE": "",
         "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT": "",
         "PUBLIC_API_URL": http_url,
-        # In AWS the dispatch function has a fixed name (<stack>-dispatch); locally it is the logical id.
-        "DISPATCH_FUNCTION_NAME": "DispatchFunction",
         "N8N_WEBHOOK_URL": n8n_url or "",
         "WS_MANAGEMENT_ENDPOINT": "",
         "POWERTOOLS_LOG_LEVEL": "INFO",
