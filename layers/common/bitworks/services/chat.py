@@ -138,6 +138,26 @@ def invoke_dispatch(message_id: uuid.UUID, turn_id: uuid.UUID, function_name: st
     client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=payload)
 
 
+def _push_events(conversation_id: uuid.UUID, events: list[dict[str, Any]], mark_pushed: uuid.UUID | None = None) -> None:
+    """Push `events` in order to the conversation's connections, then mark the reply pushed."""
+    if not events and mark_pushed is None:
+        return
+    from bitworks.db import session_scope
+    from bitworks.realtime import push_to_conversation
+
+    with session_scope() as push_session:
+        conversation = push_session.get(Conversation, conversation_id)
+        if conversation is not None:
+            for event in events:
+                push_to_conversation(push_session, conversation, event)
+        if mark_pushed is not None:
+            push_session.execute(
+                update(Message)
+                .where(Message.id == mark_pushed)
+                .values(metadata_=Message.metadata_.op("||")(func.jsonb_build_object(PUSHED_KEY, True)))
+            )
+
+
 def _after_commit(
     session: Session,
     conversation_id: uuid.UUID,
@@ -150,22 +170,8 @@ def _after_commit(
     """Push `events` in order, then mark the reply pushed, then start the next turn's dispatch."""
 
     def run() -> None:
-        from bitworks.db import session_scope
-        from bitworks.realtime import push_to_conversation
-
         try:
-            if events or mark_pushed:
-                with session_scope() as push_session:
-                    conversation = push_session.get(Conversation, conversation_id)
-                    if conversation is not None:
-                        for event in events:
-                            push_to_conversation(push_session, conversation, event)
-                    if mark_pushed is not None:
-                        push_session.execute(
-                            update(Message)
-                            .where(Message.id == mark_pushed)
-                            .values(metadata_=Message.metadata_.op("||")(func.jsonb_build_object(PUSHED_KEY, True)))
-                        )
+            _push_events(conversation_id, events, mark_pushed)
         finally:
             # The next turn must start even when a push failed.
             if invoke is not None:
@@ -289,7 +295,8 @@ def post_agent_message(
         return _repeat(existing, body.content)
     session.refresh(message)
     shaped = views.message(message)
-    _after_commit(session, conversation_id, [{"type": "message.created", "message": shaped}])
+    events = [{"type": "message.created", "message": shaped}]
+    outbox.defer(session, lambda: _push_events(conversation_id, events))  # no turn: push only
     return shaped, True
 
 
