@@ -224,9 +224,10 @@ def send_user_message(
     turn: tuple[uuid.UUID, uuid.UUID] | None = None
     try:
         with session.begin_nested():
-            conversation = _lock(session, conversation_id)
-            if conversation is None:
+            locked = _lock(session, conversation_id)
+            if locked is None:
                 raise NotFound("conversation not found")
+            conversation = locked
             if conversation.status == "closed":
                 raise Conflict("the conversation is closed")
             bot = conversation.mode != "human"
@@ -312,10 +313,11 @@ def retry_message(session: Session, principal: Principal, message_id: uuid.UUID)
         raise Conflict("only a failed user message can be retried")
     assert principal.user_id is not None
     _rate_limit(session, conversation, principal.user_id)
-    conversation = _lock(session, found.conversation_id)
+    locked = _lock(session, found.conversation_id)
     message = _fresh_message(session, message_id)
-    if conversation is None or message is None:
+    if locked is None or message is None:
         raise NotFound("message not found")
+    conversation = locked
     if message.status != "failed":  # someone else retried it meanwhile
         raise Conflict("only a failed user message can be retried")
     message.status = "pending"

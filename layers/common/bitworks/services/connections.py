@@ -45,7 +45,7 @@ def close_connection(session: Session, connection_id: str) -> bool:
     if not connection_id:
         return False
     result = session.execute(delete(Connection).where(Connection.connection_id == connection_id))
-    return bool(result.rowcount)
+    return bool(getattr(result, "rowcount", 0))
 
 
 def principal_for_connection(session: Session, connection_id: str) -> Principal:

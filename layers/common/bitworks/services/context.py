@@ -97,18 +97,18 @@ def replace(session: Session, principal: Principal, conversation_id: uuid.UUID, 
     """Create or replace, atomically (one upsert: concurrent PUTs cannot collide on the unique key)."""
     conversation = visible_conversation(session, principal, conversation_id)
     check_parameters(body.parameters)
-    stmt = insert(Context).values(
+    insert_stmt = insert(Context).values(
         conversation_id=conversation.id, context_window=body.context_window, parameters=body.parameters
     )
-    stmt = stmt.on_conflict_do_update(
+    upsert = insert_stmt.on_conflict_do_update(
         index_elements=[Context.conversation_id],
         set_={
-            "context_window": stmt.excluded.context_window,
-            "parameters": stmt.excluded.parameters,
+            "context_window": insert_stmt.excluded.context_window,
+            "parameters": insert_stmt.excluded.parameters,
             "updated_at": func.now(),
         },
     ).returning(Context)
-    row = session.scalars(stmt, execution_options={"populate_existing": True}).one()
+    row = session.scalars(upsert, execution_options={"populate_existing": True}).one()
     return _shape(session, conversation.id, row)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import delete, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from bitworks import outbox, pagination, views
@@ -90,7 +90,7 @@ def list_conversations(
         stmt = stmt.where(Conversation.user_id == user_id)
     if after is not None:
         # Row comparison keeps this one range scan on (client_id[, user_id], updated_at, id).
-        stmt = stmt.where(tuple_(Conversation.updated_at, Conversation.id) < tuple_(*after))
+        stmt = stmt.where(tuple_(Conversation.updated_at, Conversation.id) < tuple_(literal(after[0]), literal(after[1])))
     stmt = stmt.order_by(Conversation.updated_at.desc(), Conversation.id.desc()).limit(limit + 1)
     rows = list(session.scalars(stmt))
     result = pagination.page(rows, limit, lambda row: (row.updated_at, row.id))
