@@ -134,6 +134,9 @@ class Api:
                     break
             else:
                 return route, params
+        for (m, route), _ in self.routes.items():
+            if m == method and route.endswith("/{proxy+}") and path.startswith(route[: -len("{proxy+}")]):
+                return route, {"proxy": path[len(route) - len("{proxy+}") :].lstrip("/")}
         raise KeyError(f"no route for {method} {path}")
 
 
