@@ -21,7 +21,7 @@ TEST_ENV = {
     "STAGE": "test",
     "JWT_SECRET": "test-secret-" + "x" * 40,
     "PASSWORD_SCRYPT_N": "16",  # fast hashes in tests; prod refuses < 2^14
-    "DB_POOL_SIZE": "10",
+    "DB_POOL_SIZE": "25",  # the 20-concurrent-senders test must never wait on the pool
     "AWS_REGION": "us-east-1",
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_ACCESS_KEY_ID": "testing",

@@ -84,28 +84,18 @@ class Request:
     @property
     def session(self) -> Session:
         if self._session is None:
-            from bitworks.db import get_engine
+            from bitworks.db import new_session
 
-            self._session = Session(get_engine(), expire_on_commit=False, autoflush=False)
+            self._session = new_session()
         return self._session
 
     def finish(self, ok: bool) -> None:
         """Commit (or roll back) and close; deferred effects (bitworks.outbox) run after a commit."""
-        from bitworks import outbox
+        from bitworks.db import finish
 
         session, self._session = self._session, None
-        if session is None:
-            return
-        try:
-            if ok:
-                session.commit()
-            else:
-                session.rollback()
-                outbox.discard(session)
-        finally:
-            session.close()
-        if ok:
-            outbox.run_deferred(session)
+        if session is not None:
+            finish(session, ok)
 
     # -- identity -----------------------------------------------------------------------------
     @property
@@ -233,7 +223,7 @@ def cors_headers(origin: str | None, client_id: uuid.UUID | None) -> dict[str, s
         return {}
     try:
         allowed = origin_allowed(origin, client_id)
-    except Exception:  # noqa: BLE001 - CORS must never turn an answer into a 500
+    except Exception:
         logger.warning("origin check failed", exc_info=True)
         allowed = False
     if not allowed:

@@ -95,19 +95,33 @@ def dispose_engine() -> None:
         _engine = None
 
 
+def new_session() -> Session:
+    return Session(get_engine(), expire_on_commit=False, autoflush=False)
+
+
+def finish(session: Session, ok: bool) -> None:
+    """Commit (or roll back) and close; deferred effects (bitworks.outbox) run only after a commit."""
+    from bitworks import outbox
+
+    try:
+        if ok:
+            session.commit()
+        else:
+            session.rollback()
+            outbox.discard(session)
+    finally:
+        session.close()
+    if ok:
+        outbox.run_deferred(session)
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """One unit of work: commit on success, roll back on error, always close."""
-    from bitworks import outbox
-
-    session = Session(get_engine(), expire_on_commit=False, autoflush=False)
+    session = new_session()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
-        outbox.discard(session)
+        finish(session, ok=False)
         raise
-    finally:
-        session.close()
-    outbox.run_deferred(session)
+    finish(session, ok=True)
