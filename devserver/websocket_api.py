@@ -95,10 +95,10 @@ class WebSocketApi:
             try:
                 value: Any = json.loads(body)
                 for part in expr[len("$request.body.") :].split("."):
-                    value = value[part] if isinstance(value, dict) else None
+                    value = value.get(part) if isinstance(value, dict) else None  # no such key: $default
                 if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                     key = str(value)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: hostile nesting; API Gateway falls back to $default
                 key = None
         if key is not None and key in self.spec.routes:
             return key

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,19 @@ def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _envelope(spec: Any, ref: dict[str, Any]) -> dict[str, Any]:
+    """The body as sent (ARCHITECTURE.md "Shapes"): a list route answers {"items", "next_cursor"},
+    a single resource is wrapped in its noun (UserOut -> {"user": ...}, ApiKeyOut -> {"api_key": ...})."""
+    if "limit" in spec.query:
+        return {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {"items": {"type": "array", "items": ref}, "next_cursor": {"type": ["string", "null"]}},
+        }
+    noun = re.sub(r"(?<!^)(?=[A-Z])", "_", spec.response.__name__.removesuffix("Out")).lower()
+    return {"type": "object", "required": [noun], "properties": {noun: ref}}
+
+
 def build() -> dict[str, Any]:
     _env()
     from bitworks.schemas import ErrorOut
@@ -89,7 +103,7 @@ def build() -> dict[str, Any]:
             }
         ok: dict[str, Any] = {"description": STATUS_TEXT.get(spec.status, "OK")}
         if spec.response is not None and spec.status != 204:
-            ok["content"] = {"application/json": {"schema": _schema(spec.response, components)}}
+            ok["content"] = {"application/json": {"schema": _envelope(spec, _schema(spec.response, components))}}
         operation["responses"][str(spec.status)] = ok
         codes = set(spec.errors)
         if spec.body is not None:

@@ -100,7 +100,7 @@ def interpret(status: int, raw: bytes) -> Outcome:
         return Outcome("callback", status=status)  # no data: the workflow answers by callback
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: hostile nesting
         data = None
     if data is None:
         # Neither a reply nor a recognisable ack: waiting for a callback would just time out later.

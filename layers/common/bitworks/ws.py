@@ -62,9 +62,9 @@ class WsRequest:
     @property
     def session(self) -> Session:
         if self._session is None:
-            from bitworks.db import get_engine
+            from bitworks.db import new_session
 
-            self._session = Session(get_engine(), expire_on_commit=False, autoflush=False)
+            self._session = new_session()
         return self._session
 
     def commit(self) -> None:
@@ -74,21 +74,11 @@ class WsRequest:
 
     def finish(self, ok: bool) -> None:
         """Commit (or roll back) and close; deferred effects (bitworks.outbox) run after a commit."""
-        from bitworks import outbox
+        from bitworks.db import finish
 
         session, self._session = self._session, None
-        if session is None:
-            return
-        try:
-            if ok:
-                session.commit()
-            else:
-                session.rollback()
-                outbox.discard(session)
-        finally:
-            session.close()
-        if ok:
-            outbox.run_deferred(session)
+        if session is not None:
+            finish(session, ok)
 
     # -- identity -----------------------------------------------------------------------------
     @property
@@ -125,7 +115,7 @@ class WsRequest:
                 raise errors.InvalidJson("message must be a JSON object")
             try:
                 data = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: hostile nesting ([[[[...)
                 raise errors.InvalidJson("message is not valid JSON") from None
             if not isinstance(data, dict):
                 raise errors.BadRequest("message must be a JSON object")

@@ -93,6 +93,10 @@ def change_password(session: Session, principal: Principal, body: PasswordChange
         .where(User.id == user.id)
         .values(password_hash=hash_password(body.new_password), token_version=User.token_version + 1, updated_at=datetime.now(timezone.utc))
     )
+    # Sockets opened with the old credentials must not outlive them (a stolen token's socket too).
+    from bitworks import realtime
+
+    realtime.disconnect_users(session, [user.id])
 
 
 def issue_ws_ticket(session: Session, principal: Principal) -> dict[str, Any]:

@@ -110,6 +110,7 @@ def update(session: Session, principal: Principal, user_id: uuid.UUID, body: Use
         row.display_name = body.display_name
     if revoke:
         row.token_version = row.token_version + 1
+        realtime.disconnect_users(session, [row.id])  # revoked tokens must not keep their sockets
     row.updated_at = datetime.now(UTC)
     _flush(session)
     session.refresh(row)
