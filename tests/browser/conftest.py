@@ -164,7 +164,7 @@ class Stack:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _require_browser()
     from sqlalchemy import create_engine, text
@@ -248,8 +248,10 @@ def _mkdir(path: Path) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(stack: Stack) -> Iterator[Any]:
+    # Package scope: Playwright's sync API keeps an asyncio loop running in this thread while it
+    # is open, which would break asyncio.run() in every suite collected after this one.
     from playwright.sync_api import expect, sync_playwright
 
     # Generous: the first call of each function is a cold start (seconds on a busy 2-core machine).
