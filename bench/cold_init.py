@@ -84,8 +84,14 @@ def _precompile() -> None:
         compileall.compile_dir(str(d), quiet=1, workers=1)
 
 
-def run(db_url: str, rounds: int = 3, budget_s: float = 170.0, floor_every: int = 4,
-        first_request: dict[str, tuple[dict[str, Any]]] | None = None, first_rounds: int = 3) -> tuple[list[Row], list[str]]:
+def run(
+    db_url: str,
+    rounds: int = 3,
+    budget_s: float = 170.0,
+    floor_every: int = 4,
+    first_request: dict[str, tuple[dict[str, Any]]] | None = None,
+    first_rounds: int = 3,
+) -> tuple[list[Row], list[str]]:
     """first_request: {logical_id: event} for the init + first request measurement."""
     _precompile()
     table = function_table()
@@ -122,8 +128,14 @@ def run(db_url: str, rounds: int = 3, budget_s: float = 170.0, floor_every: int 
     floor_in = [s["import_ms"] for s in floor]
     floor_wall = [s["wall_ms"] for s in floor]
     floor_mods = median([s["modules"] for s in floor])
-    rows.append(Row("1 cold init", "floor: import sqlalchemy.orm, pg8000, pydantic, jwt, APIGatewayHttpResolver",
-                    floor_in, note=f"wall {median(floor_wall):.0f} ms (p95 {p95(floor_wall):.0f}); {floor_mods:.0f} modules; n={len(floor)}"))
+    rows.append(
+        Row(
+            "1 cold init",
+            "floor: import sqlalchemy.orm, pg8000, pydantic, jwt, APIGatewayHttpResolver",
+            floor_in,
+            note=f"wall {median(floor_wall):.0f} ms (p95 {p95(floor_wall):.0f}); {floor_mods:.0f} modules; n={len(floor)}",
+        )
+    )
     boto_bad = []
     for name in sorted(names, key=lambda n: (not table[n]["http"], n)):
         s = samples[name]
@@ -133,11 +145,22 @@ def run(db_url: str, rounds: int = 3, budget_s: float = 170.0, floor_every: int 
         f = table[name]
         if boto and not f["aws_calls"]:
             boto_bad.append(name)
-        note = (f"wall {median(wall):.0f} ms vs floor {median(floor_wall):.0f} ({median(wall) / median(floor_wall):.2f}x); "
-                f"modules {median([x['modules'] for x in s]):.0f}; boto3 at import: {'YES' if boto else 'no'}; "
-                f"AWS calls: {'yes' if f['aws_calls'] else 'no'}; n={len(s)}")
-        rows.append(Row("1 cold init", f"{name} import" + ("" if f["http"] else " (not HTTP)"), imp, floor_in,
-                        goal=1.15 if f["http"] else None, note=note, paired_ratio=_paired(s, floor)))
+        note = (
+            f"wall {median(wall):.0f} ms vs floor {median(floor_wall):.0f} ({median(wall) / median(floor_wall):.2f}x); "
+            f"modules {median([x['modules'] for x in s]):.0f}; boto3 at import: {'YES' if boto else 'no'}; "
+            f"AWS calls: {'yes' if f['aws_calls'] else 'no'}; n={len(s)}"
+        )
+        rows.append(
+            Row(
+                "1 cold init",
+                f"{name} import" + ("" if f["http"] else " (not HTTP)"),
+                imp,
+                floor_in,
+                goal=1.15 if f["http"] else None,
+                note=note,
+                paired_ratio=_paired(s, floor),
+            )
+        )
     notes.append(
         f"Cold init: {done_rounds} shuffled rounds over {len(names)} functions (a round past the time budget only fills "
         f"functions with fewer samples), one floor sample every {floor_every} subjects ({len(floor)} floor samples); "
@@ -173,9 +196,15 @@ def run(db_url: str, rounds: int = 3, budget_s: float = 170.0, floor_every: int 
                 first = [x["first_invoke_ms"] for x in s]
                 statuses = sorted({x["status"] for x in s}, key=str)
                 boto = any(x["boto3_after_invoke"] for x in s)
-                rows.append(Row("1 init + first request", f"{name}: import + first invocation (DB connect)", total,
-                                [x["import_ms"] for x in ffloor],
-                                note=f"first invocation alone {median(first):.1f} ms (p95 {p95(first):.1f}); wall "
-                                     f"{median([x['wall_ms'] for x in s]):.0f} ms; status {statuses}; boto3 after it: "
-                                     f"{'YES' if boto else 'no'}; n={len(s)}"))
+                rows.append(
+                    Row(
+                        "1 init + first request",
+                        f"{name}: import + first invocation (DB connect)",
+                        total,
+                        [x["import_ms"] for x in ffloor],
+                        note=f"first invocation alone {median(first):.1f} ms (p95 {p95(first):.1f}); wall "
+                        f"{median([x['wall_ms'] for x in s]):.0f} ms; status {statuses}; boto3 after it: "
+                        f"{'YES' if boto else 'no'}; n={len(s)}",
+                    )
+                )
     return rows, notes

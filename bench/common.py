@@ -55,7 +55,7 @@ def p95(values: list[float]) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(0.95 * len(s) + 0.5)) - 1))]
+    return s[min(len(s) - 1, max(0, round(0.95 * len(s) + 0.5) - 1))]
 
 
 @dataclass
@@ -206,8 +206,9 @@ def make_client(slug: str, client_id: uuid.UUID | None = None, n8n_url: str | No
         return row.id
 
 
-def make_user(client_id: uuid.UUID, email: str, password: str = "bench password 1", user_id: uuid.UUID | None = None,
-              role: str = "user") -> Fixture:
+def make_user(
+    client_id: uuid.UUID, email: str, password: str = "bench password 1", user_id: uuid.UUID | None = None, role: str = "user"
+) -> Fixture:
     from bitworks.auth import hash_password, issue_access_token
     from bitworks.db import session_scope
     from bitworks.models import User
@@ -280,8 +281,16 @@ def fill_messages(conversation_id: uuid.UUID, count: int, batch: int = 200_000) 
 
 
 # --------------------------------------------------------------------------- events
-def http_event(method: str, path: str, route: str, *, token: str | None = None, body: Any = None,
-               path_params: dict[str, str] | None = None, query: dict[str, str] | None = None) -> dict[str, Any]:
+def http_event(
+    method: str,
+    path: str,
+    route: str,
+    *,
+    token: str | None = None,
+    body: Any = None,
+    path_params: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A payload-2.0 event, shaped like API Gateway's."""
     from urllib.parse import urlencode
 

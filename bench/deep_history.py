@@ -11,7 +11,18 @@ from __future__ import annotations
 import time
 import uuid
 
-from bench.common import Context, Row, fill_messages, http_event, interleaved, make_client, make_conversation, make_user, token_for, use_database
+from bench.common import (
+    Context,
+    Row,
+    fill_messages,
+    http_event,
+    interleaved,
+    make_client,
+    make_conversation,
+    make_user,
+    token_for,
+    use_database,
+)
 
 NS = uuid.UUID("6f1f7c39-3a51-4d0e-9a0b-6b2d3c4e5f60")
 CLIENT_ID = uuid.uuid5(NS, "client")
@@ -25,8 +36,8 @@ def ensure_data() -> tuple[str, float | None]:
     """(token, seconds spent generating or None when the cached rows were reused)."""
     from sqlalchemy import text
 
-    from bitworks.db import get_engine
     from bench.common import Fixture
+    from bitworks.db import get_engine
 
     with get_engine().connect() as conn:
         seqs = dict(conn.execute(text("SELECT id, last_seq FROM conversations WHERE id IN (:a, :b)"), {"a": DEEP_ID, "b": FLAT_ID}).all())
@@ -66,15 +77,33 @@ def run(db_url: str, n: int = 200, budget_s: float = 12.0) -> tuple[list[Row], l
 
     cases = [
         ("newest page (50)", list_h, "/conversations/{}/messages", mroute, None, None),
-        ("middle page by cursor (before=500000 vs before=500)", list_h, "/conversations/{}/messages", mroute,
-         {"before": str(DEEP // 2)}, {"before": str(FLAT // 2)}),
+        (
+            "middle page by cursor (before=500000 vs before=500)",
+            list_h,
+            "/conversations/{}/messages",
+            mroute,
+            {"before": str(DEEP // 2)},
+            {"before": str(FLAT // 2)},
+        ),
         ("context window (GET context, 10 messages)", ctx_h, "/conversations/{}/context", croute, None, None),
     ]
     rows = []
     for label, h, path, route, q_deep, q_flat in cases:
         res = interleaved({"deep": call(h, path, route, DEEP_ID, q_deep), "flat": call(h, path, route, FLAT_ID, q_flat)}, n, budget_s)
-        rows.append(Row("3 deep history", f"{label}: 1,000,000 vs 1,000 messages", res["deep"], res["flat"], goal=1.2,
-                        floor_label="same handler, 1,000-message conversation", note=f"n={len(res['deep'])} interleaved pairs"))
-    note = ("Deep history data: reused from the cached bench database (.local/bench-db)." if built is None
-            else f"Deep history data: generated this run in {built:.0f} s and cached in .local/bench-db for later runs.")
+        rows.append(
+            Row(
+                "3 deep history",
+                f"{label}: 1,000,000 vs 1,000 messages",
+                res["deep"],
+                res["flat"],
+                goal=1.2,
+                floor_label="same handler, 1,000-message conversation",
+                note=f"n={len(res['deep'])} interleaved pairs",
+            )
+        )
+    note = (
+        "Deep history data: reused from the cached bench database (.local/bench-db)."
+        if built is None
+        else f"Deep history data: generated this run in {built:.0f} s and cached in .local/bench-db for later runs."
+    )
     return rows, [note]

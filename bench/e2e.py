@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import ROOT, Fixture, Row, make_client, make_conversation, make_user, median, p95, use_database
+from bench.common import ROOT, Fixture, Row, make_client, make_conversation, make_user, median, use_database
 from bench.stack import Stack
 
 RECV_TIMEOUT = 30.0
@@ -85,8 +85,13 @@ class Receivers:
     """bench/ws_clients.py in its own process: n sockets of one user."""
 
     def __init__(self, ws_url: str, tickets: list[str], max_seconds: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.ws_clients", ws_url, str(max_seconds)], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.ws_clients", ws_url, str(max_seconds)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdin and self.proc.stdout
         self.proc.stdin.write(json.dumps(tickets) + "\n")
         self.proc.stdin.flush()
@@ -112,8 +117,9 @@ class Receivers:
 
 
 # --------------------------------------------------------------------------- the run
-def run(db_url: str, turns_1: int = 30, clients: int = 20, turns_n: int = 5, fanout: int = 100, fan_reps: int = 15,
-        echo_n: int = 300) -> tuple[list[Row], list[str], dict[str, Any]]:
+def run(
+    db_url: str, turns_1: int = 30, clients: int = 20, turns_n: int = 5, fanout: int = 100, fan_reps: int = 15, echo_n: int = 300
+) -> tuple[list[Row], list[str], dict[str, Any]]:
     from tools.demo_assistant import serve
 
     assistant = serve(port=0)
@@ -130,8 +136,14 @@ def run(db_url: str, turns_1: int = 30, clients: int = 20, turns_n: int = 5, fan
         fan_user, one_user = make_user(cid, "fan100@bench.test"), make_user(cid, "fan1@bench.test")
         rows += asyncio.run(_chat_phase(stack, users, convs, admin, turns_1, turns_n, notes))
         echo = _plain_echo(echo_n)
-        rows.append(Row("4 e2e chat", "plain aiohttp WebSocket echo round trip (emulator_bench server)", echo,
-                        note=f"n={len(echo)}; same client code as bench/emulator_bench.py"))
+        rows.append(
+            Row(
+                "4 e2e chat",
+                "plain aiohttp WebSocket echo round trip (emulator_bench server)",
+                echo,
+                note=f"n={len(echo)}; same client code as bench/emulator_bench.py",
+            )
+        )
         rows += _fanout_phase(stack, fan_user, one_user, fanout, fan_reps, notes)
         asyncio.run(_touch_all(stack, admin, notes))
         time.sleep(1.0)  # $disconnect invocations of the closed sockets
@@ -153,12 +165,13 @@ def run(db_url: str, turns_1: int = 30, clients: int = 20, turns_n: int = 5, fan
 
             with get_engine().begin() as conn:
                 conn.execute(text("DELETE FROM clients WHERE slug LIKE 'bench-run-e2e-%'"))
-        except Exception:  # noqa: BLE001 - cleanup is best effort; the next run deletes them too
+        except Exception:
             pass
 
 
-async def _chat_phase(stack: Stack, users: list[Fixture], convs: list[uuid.UUID], admin: Fixture, turns_1: int, turns_n: int,
-                      notes: list[str]) -> list[Row]:
+async def _chat_phase(
+    stack: Stack, users: list[Fixture], convs: list[uuid.UUID], admin: Fixture, turns_1: int, turns_n: int, notes: list[str]
+) -> list[Row]:
     rows = []
     async with aiohttp.ClientSession() as http:
         tickets = [await _ticket(http, stack.http_url, u.token) for u in users]
@@ -176,7 +189,9 @@ async def _chat_phase(stack: Stack, users: list[Fixture], convs: list[uuid.UUID]
         covered = stack.handler_cover(windows)
         firsts, seconds = stack.handler_split(windows)
         stats1 = stack.stats()["functions"]
-        invoked = {k: v["invocations"] - stats0[k]["invocations"] for k, v in stats1.items() if v["invocations"] != stats0[k]["invocations"]}
+        invoked = {
+            k: v["invocations"] - stats0[k]["invocations"] for k, v in stats1.items() if v["invocations"] != stats0[k]["invocations"]
+        }
         per_turn = handler_ms / len(lat1)
         # emulator ping (WsPingFunction), for the emulator's own per-frame cost with a tiny handler
         for _ in range(10):
@@ -185,18 +200,35 @@ async def _chat_phase(stack: Stack, users: list[Fixture], convs: list[uuid.UUID]
         pings = [await _ping(one) for _ in range(100)]
         await asyncio.sleep(0.2)
         ping_handler, ping_reports = stack.report_sum(t_p, time.monotonic())
-        rows.append(Row("4 e2e chat", "sendMessage -> assistant reply, 1 client", lat1,
-                        note=(f"n={len(lat1)} sequential turns after 3 warm-up; handlers {per_turn:.1f} ms per turn "
-                              f"({reports} REPORT lines: {', '.join(f'{k} x{v}' for k, v in sorted(invoked.items()))}); "
-                              f"WsSendMessage {median(firsts):.1f} ms + Dispatch (n8n call and pushes included) "
-                              f"{median(seconds):.1f} ms (medians, REPORT); "
-                              f"while the client waited, some handler was running {median(covered):.1f} ms (median); "
-                              f"outside any handler (emulator + WebSocket + client) {median([w - c for w, c in zip(lat1, covered)]):.1f} ms "
-                              f"= {median([(w - c) / w for w, c in zip(lat1, covered)]) * 100:.0f}% of a turn (median)")))
-        rows.append(Row("4 e2e chat", "emulator WebSocket ping -> pong (WsPingFunction, 1 DB update)", pings,
-                        note=(f"n={len(pings)}; handler {ping_handler / max(1, ping_reports):.2f} ms per ping (REPORT), so the "
-                              f"emulator's WebSocket-in + worker IPC + frame-out costs about "
-                              f"{median(pings) - ping_handler / max(1, ping_reports):.2f} ms per message")))
+        outside = [w - c for w, c in zip(lat1, covered, strict=True)]
+        rows.append(
+            Row(
+                "4 e2e chat",
+                "sendMessage -> assistant reply, 1 client",
+                lat1,
+                note=(
+                    f"n={len(lat1)} sequential turns after 3 warm-up; handlers {per_turn:.1f} ms per turn "
+                    f"({reports} REPORT lines: {', '.join(f'{k} x{v}' for k, v in sorted(invoked.items()))}); "
+                    f"WsSendMessage {median(firsts):.1f} ms + Dispatch (n8n call and pushes included) "
+                    f"{median(seconds):.1f} ms (medians, REPORT); "
+                    f"while the client waited, some handler was running {median(covered):.1f} ms (median); "
+                    f"outside any handler (emulator + WebSocket + client) {median(outside):.1f} ms "
+                    f"= {median([o / w for o, w in zip(outside, lat1, strict=True)]) * 100:.0f}% of a turn (median)"
+                ),
+            )
+        )
+        rows.append(
+            Row(
+                "4 e2e chat",
+                "emulator WebSocket ping -> pong (WsPingFunction, 1 DB update)",
+                pings,
+                note=(
+                    f"n={len(pings)}; handler {ping_handler / max(1, ping_reports):.2f} ms per ping (REPORT), so the "
+                    f"emulator's WebSocket-in + worker IPC + frame-out costs about "
+                    f"{median(pings) - ping_handler / max(1, ping_reports):.2f} ms per message"
+                ),
+            )
+        )
         # -- N clients concurrently (each own user, conversation, connection)
         others = list(zip(sockets[1:], convs[1:], strict=True))
         # Warm-up in growing waves: every worker started, without piling up parallel cold starts.
@@ -212,10 +244,18 @@ async def _chat_phase(stack: Stack, users: list[Fixture], convs: list[uuid.UUID]
         elapsed = time.perf_counter() - t0
         handler_n, _ = stack.report_sum(t_mono, time.monotonic())
         latn = [x for r in results for x in r]
-        rows.append(Row("4 e2e chat", f"sendMessage -> assistant reply, {len(others)} concurrent clients", latn,
-                        note=(f"{len(latn)} turns ({turns_n} per client after 1 warm-up) in {elapsed:.2f} s = "
-                              f"{len(latn) / elapsed:.1f} replies/s; handler time {handler_n / len(latn):.1f} ms per turn; "
-                              f"1 client alone: {1000 / median(lat1):.1f} replies/s")))
+        rows.append(
+            Row(
+                "4 e2e chat",
+                f"sendMessage -> assistant reply, {len(others)} concurrent clients",
+                latn,
+                note=(
+                    f"{len(latn)} turns ({turns_n} per client after 1 warm-up) in {elapsed:.2f} s = "
+                    f"{len(latn) / elapsed:.1f} replies/s; handler time {handler_n / len(latn):.1f} ms per turn; "
+                    f"1 client alone: {1000 / median(lat1):.1f} replies/s"
+                ),
+            )
+        )
         # a subscribe and an unknown action, so that those functions run once for the memory table
         adm_ws = await http.ws_connect(f"{stack.ws_url}?ticket={await _ticket(http, stack.http_url, admin.token)}")
         await adm_ws.send_str(json.dumps({"action": "subscribe", "conversation_id": str(conv)}))
@@ -283,11 +323,21 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
         "receivers share the same 2 cores. On this machine the goal would need < 0.12 ms per connection end to "
         "end. In AWS each call is network-bound (tens of ms), which the thread pool does overlap."
     )
-    return [Row("5 fan-out", f"push to {fanout} connections of one user vs 1", out[fanout], out[1], goal=5.0,
-                floor_label="push to 1 connection",
-                note=(f"n={len(out[fanout])}; the push call itself returned after {median(call[fanout]):.1f} ms "
-                      f"(1 connection: {median(call[1]):.2f} ms), i.e. {median(call[fanout]) / fanout:.2f} ms per connection "
-                      f"in the sending Lambda"))]
+    return [
+        Row(
+            "5 fan-out",
+            f"push to {fanout} connections of one user vs 1",
+            out[fanout],
+            out[1],
+            goal=5.0,
+            floor_label="push to 1 connection",
+            note=(
+                f"n={len(out[fanout])}; the push call itself returned after {median(call[fanout]):.1f} ms "
+                f"(1 connection: {median(call[1]):.2f} ms), i.e. {median(call[fanout]) / fanout:.2f} ms per connection "
+                f"in the sending Lambda"
+            ),
+        )
+    ]
 
 
 async def _touch_all(stack: Stack, admin: Fixture, notes: list[str]) -> None:
@@ -301,10 +351,17 @@ async def _touch_all(stack: Stack, admin: Fixture, notes: list[str]) -> None:
             path = route.replace("{proxy+}", "bench")
             while "{" in path:
                 a, b = path.index("{"), path.index("}")
-                path = path[:a] + str(uuid.uuid4()) + path[b + 1:]
+                path = path[:a] + str(uuid.uuid4()) + path[b + 1 :]
             data = b"{}" if method in ("POST", "PUT") else None
-            async with sem, http.request(method, stack.http_url + path, data=data,
-                                         headers={"Authorization": f"Bearer {admin.token}", "Content-Type": "application/json"}) as r:
+            async with (
+                sem,
+                http.request(
+                    method,
+                    stack.http_url + path,
+                    data=data,
+                    headers={"Authorization": f"Bearer {admin.token}", "Content-Type": "application/json"},
+                ) as r,
+            ):
                 await r.read()
                 statuses[name] = r.status
 
@@ -313,8 +370,10 @@ async def _touch_all(stack: Stack, admin: Fixture, notes: list[str]) -> None:
         payload = json.loads((ROOT / "events" / f"{name}.json").read_text())
         statuses[name] = await asyncio.to_thread(stack.invoke, name, payload)
     bad = {k: v for k, v in statuses.items() if v >= 500}
-    notes.append(f"Memory pass: every HTTP route called once more with an admin token (any answer), Sweeper/TurnFailure/"
-                 f"ImportWorker invoked with events/*.json; 5xx answers: {bad or 'none'}.")
+    notes.append(
+        f"Memory pass: every HTTP route called once more with an admin token (any answer), Sweeper/TurnFailure/"
+        f"ImportWorker invoked with events/*.json; 5xx answers: {bad or 'none'}."
+    )
 
 
 def _memory_rows(stats: dict[str, Any], notes: list[str]) -> list[Row]:
@@ -324,8 +383,17 @@ def _memory_rows(stats: dict[str, Any], notes: list[str]) -> list[Row]:
         if not s["invocations"]:
             missing.append(name)
             continue
-        rows.append(Row("6 memory", f"{name} worker peak RSS", [s["peak_rss_mb"]], goal=160.0, unit="MB", value_goal=True,
-                        note=f"{s['workers']} worker(s), {s['invocations']} invocations, errors {s['errors']}"))
+        rows.append(
+            Row(
+                "6 memory",
+                f"{name} worker peak RSS",
+                [s["peak_rss_mb"]],
+                goal=160.0,
+                unit="MB",
+                value_goal=True,
+                note=f"{s['workers']} worker(s), {s['invocations']} invocations, errors {s['errors']}",
+            )
+        )
     if missing:
         notes.append(f"Memory: not invoked in this run (no figure): {', '.join(missing)}.")
     return rows

@@ -209,9 +209,7 @@ def main() -> int:
     ]
     for label, key, unit in rows:
         ratio = ours[key] / base[key] if base[key] else float("nan")
-        lines.append(
-            f"| {label} | {fmt(ours[key], unit)} | {fmt(base[key], unit)} | {ratio:.2f}x | {fmt(REFERENCE[key], unit)} |"
-        )
+        lines.append(f"| {label} | {fmt(ours[key], unit)} | {fmt(base[key], unit)} | {ratio:.2f}x | {fmt(REFERENCE[key], unit)} |")
     noop, echo = stats["Noop"], stats["WsEcho"]
     lines += [
         "",

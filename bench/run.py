@@ -51,12 +51,20 @@ def render(rows: list[Row], notes: list[str], started: float, args: argparse.Nam
             goal = f"≤ {r.goal:g} {r.unit}" if r.value_goal else f"≤ {r.goal:g}x"
             result = "PASS" if r.passed else "**FAIL**"
         note = (f"floor: {r.floor_label}; " if r.floor_label else "") + r.note
-        lines.append(f"| {r.section} | {r.metric} | {_fmt(median(r.subject), r.unit)} | {_fmt(p95(r.subject), r.unit)} | "
-                     f"{fm} | {fp} | {ratio} | {goal} | {result} | {note} |")
+        lines.append(
+            f"| {r.section} | {r.metric} | {_fmt(median(r.subject), r.unit)} | {_fmt(p95(r.subject), r.unit)} | "
+            f"{fm} | {fp} | {ratio} | {goal} | {result} | {note} |"
+        )
     goals = [r for r in rows if r.goal is not None]
     missed = [r for r in goals if not r.passed]
-    lines += ["", f"**Goals: {len(goals) - len(missed)} of {len(goals)} met.**" +
-              (" Missed: " + "; ".join(f"{r.metric}" for r in missed) + "." if missed else ""), "", "## Notes", ""]
+    lines += [
+        "",
+        f"**Goals: {len(goals) - len(missed)} of {len(goals)} met.**"
+        + (" Missed: " + "; ".join(f"{r.metric}" for r in missed) + "." if missed else ""),
+        "",
+        "## Notes",
+        "",
+    ]
     lines += [f"- {n}" for n in notes]
     if extra.get("emulator_md"):
         lines += ["", "## Emulator alone (bench/results/emulator.md, from bench/emulator_bench.py)", "", extra["emulator_md"]]
@@ -96,14 +104,24 @@ def main(argv: list[str] | None = None) -> int:
         conv = str(deep_history.FLAT_ID)
         first = {
             "HealthFunction": http_event("GET", "/health", "/health"),
-            "ListMessagesFunction": http_event("GET", f"/conversations/{conv}/messages", "/conversations/{conversation_id}/messages",
-                                               token=token, path_params={"conversation_id": conv}),
-            "LoginFunction": http_event("POST", "/auth/login", "/auth/login",
-                                        body={"email": "deep@bench.test", "password": "bench password 1",
-                                              "client_id": str(deep_history.CLIENT_ID)}),
+            "ListMessagesFunction": http_event(
+                "GET",
+                f"/conversations/{conv}/messages",
+                "/conversations/{conversation_id}/messages",
+                token=token,
+                path_params={"conversation_id": conv},
+            ),
+            "LoginFunction": http_event(
+                "POST",
+                "/auth/login",
+                "/auth/login",
+                body={"email": "deep@bench.test", "password": "bench password 1", "client_id": str(deep_history.CLIENT_ID)},
+            ),
         }
-        section("1 cold init", lambda: cold_init.run(db_url, rounds=1 if q else 3, budget_s=30 if q else 120, first_request=first,
-                                                      first_rounds=1 if q else 3))
+        section(
+            "1 cold init",
+            lambda: cold_init.run(db_url, rounds=1 if q else 3, budget_s=30 if q else 120, first_request=first, first_rounds=1 if q else 3),
+        )
     if "warm" in only:
         from bench import warm
 
@@ -116,8 +134,15 @@ def main(argv: list[str] | None = None) -> int:
         from bench import e2e
 
         def _e2e() -> tuple[list[Row], list[str]]:
-            r, n, _stats = e2e.run(db_url, turns_1=10 if q else 30, clients=5 if q else 20, turns_n=2 if q else 5,
-                                   fanout=20 if q else 100, fan_reps=5 if q else 15, echo_n=100 if q else 300)
+            r, n, _stats = e2e.run(
+                db_url,
+                turns_1=10 if q else 30,
+                clients=5 if q else 20,
+                turns_n=2 if q else 5,
+                fanout=20 if q else 100,
+                fan_reps=5 if q else 15,
+                echo_n=100 if q else 300,
+            )
             return r, n
 
         section("4-6 e2e, fan-out, memory", _e2e)

@@ -29,12 +29,40 @@ class Stack:
 
         self.tmp = tempfile.TemporaryDirectory()
         env_file = Path(self.tmp.name) / "env.json"
-        env = emulator_env(db_url, JWT_SECRET, n8n_url, "http://127.0.0.1:9", PASSWORD_SCRYPT_N="16", N8N_BACKOFF_BASE="0",
-                           DB_POOL_SIZE="1", POWERTOOLS_LOG_LEVEL="WARNING", STAGE="bench")
+        env = emulator_env(
+            db_url,
+            JWT_SECRET,
+            n8n_url,
+            "http://127.0.0.1:9",
+            PASSWORD_SCRYPT_N="16",
+            N8N_BACKOFF_BASE="0",
+            DB_POOL_SIZE="1",
+            POWERTOOLS_LOG_LEVEL="WARNING",
+            STAGE="bench",
+        )
         env_file.write_text(json.dumps(env))
-        cmd = [sys.executable, "-m", "devserver", "--template", str(ROOT / "template.yaml"), "--http-port", "0", "--ws-port", "0",
-               "--aws-port", "0", "--no-schedules", "--env-vars", str(env_file), "--async-retry-delays", "0.2,0.4",
-               "--max-workers", str(max_workers), "--reload-interval", "0"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "devserver",
+            "--template",
+            str(ROOT / "template.yaml"),
+            "--http-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--aws-port",
+            "0",
+            "--no-schedules",
+            "--env-vars",
+            str(env_file),
+            "--async-retry-delays",
+            "0.2,0.4",
+            "--max-workers",
+            str(max_workers),
+            "--reload-interval",
+            "0",
+        ]
         penv = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=penv, cwd=ROOT)
         self.reports: list[tuple[float, float]] = []  # (monotonic time seen, duration ms)
@@ -101,8 +129,9 @@ class Stack:
             return json.loads(r.read())
 
     def invoke(self, function: str, payload: dict[str, Any]) -> int:
-        req = urllib.request.Request(f"{self.aws_url}/2015-03-31/functions/{function}/invocations", data=json.dumps(payload).encode(),
-                                     method="POST")
+        req = urllib.request.Request(
+            f"{self.aws_url}/2015-03-31/functions/{function}/invocations", data=json.dumps(payload).encode(), method="POST"
+        )
         try:
             with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status

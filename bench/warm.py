@@ -17,8 +17,8 @@ import uuid
 from typing import Any
 
 from bench.common import (
-    Context,
     ROOT,
+    Context,
     Fixture,
     Row,
     fill_messages,
@@ -39,8 +39,7 @@ COLUMNS = ("id", "conversation_id", "seq", "role", "content", "timestamp", "stat
 
 
 def start_stub() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.stub_lambda"], stdout=subprocess.PIPE, text=True,
-                            cwd=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "bench.stub_lambda"], stdout=subprocess.PIPE, text=True, cwd=str(ROOT))
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("stub ready"):
@@ -65,8 +64,7 @@ def run(db_url: str, n: int = 400, budget_s: float = 25.0) -> tuple[list[Row], l
         # ---- list 50 messages
         list_handler = load_handler("ListMessagesFunction")
         route = "/conversations/{conversation_id}/messages"
-        event = http_event("GET", f"/conversations/{conv}/messages", route, token=fx.token,
-                           path_params={"conversation_id": str(conv)})
+        event = http_event("GET", f"/conversations/{conv}/messages", route, token=fx.token, path_params={"conversation_id": str(conv)})
         ctx = Context("ListMessagesFunction")
 
         def subject_list() -> None:
@@ -76,16 +74,24 @@ def run(db_url: str, n: int = 400, budget_s: float = 25.0) -> tuple[list[Row], l
         def floor_list() -> None:
             cur = raw.cursor()
             cur.execute(LIST_SQL, (str(conv),))
-            items = [dict(zip(COLUMNS, r)) for r in cur.fetchall()]
+            items = [dict(zip(COLUMNS, r, strict=True)) for r in cur.fetchall()]
             items = items[:50]
             items.reverse()
             json.dumps({"items": items, "next_cursor": str(items[0]["seq"])}, default=str)
             raw.commit()
 
         res = interleaved({"subject": subject_list, "floor": floor_list}, n, budget_s)
-        rows.append(Row("2 warm", "GET messages (50 of 200), in-process handler", res["subject"], res["floor"], goal=1.5,
-                        floor_label="raw pg8000 query + json.dumps",
-                        note=f"n={len(res['subject'])} interleaved pairs after 5 warm-up pairs"))
+        rows.append(
+            Row(
+                "2 warm",
+                "GET messages (50 of 200), in-process handler",
+                res["subject"],
+                res["floor"],
+                goal=1.5,
+                floor_label="raw pg8000 query + json.dumps",
+                note=f"n={len(res['subject'])} interleaved pairs after 5 warm-up pairs",
+            )
+        )
 
         # ---- create a message (+ async hand-off)
         create_handler = load_handler("CreateMessageFunction")
@@ -98,8 +104,7 @@ def run(db_url: str, n: int = 400, budget_s: float = 25.0) -> tuple[list[Row], l
 
         def subject_create() -> None:
             c = str(next(it_s))
-            ev = http_event("POST", f"/conversations/{c}/messages", route, token=fx.token, body=body,
-                            path_params={"conversation_id": c})
+            ev = http_event("POST", f"/conversations/{c}/messages", route, token=fx.token, body=body, path_params={"conversation_id": c})
             r = create_handler(ev, cctx)
             assert r["statusCode"] == 201, r
 
@@ -117,9 +122,17 @@ def run(db_url: str, n: int = 400, budget_s: float = 25.0) -> tuple[list[Row], l
             raw.commit()
 
         res = interleaved({"subject": subject_create, "floor": floor_create}, n, budget_s, warmup=5)
-        rows.append(Row("2 warm", "POST message (insert + async invoke), in-process handler", res["subject"], res["floor"], goal=2.0,
-                        floor_label="raw pg8000 UPDATE..RETURNING + INSERT + commit",
-                        note=f"n={len(res['subject'])} interleaved pairs; Lambda Invoke answered 202 by a loopback stub in its own process"))
+        rows.append(
+            Row(
+                "2 warm",
+                "POST message (insert + async invoke), in-process handler",
+                res["subject"],
+                res["floor"],
+                goal=2.0,
+                floor_label="raw pg8000 UPDATE..RETURNING + INSERT + commit",
+                note=f"n={len(res['subject'])} interleaved pairs; Lambda Invoke answered 202 by a loopback stub in its own process",
+            )
+        )
         invokes = _count_invokes(db_url)
         notes.append(f"Warm POST: {invokes} user messages ended with an active turn (each call started a turn and invoked the dispatch).")
         raw.close()
@@ -142,5 +155,9 @@ def _count_invokes(db_url: str) -> Any:
     from bitworks.db import get_engine
 
     with get_engine().connect() as conn:
-        return conn.execute(text("SELECT count(*) FROM conversations c JOIN clients k ON k.id = c.client_id "
-                                 "WHERE k.slug LIKE 'bench-run-warm-%' AND c.active_message_id IS NOT NULL")).scalar()
+        return conn.execute(
+            text(
+                "SELECT count(*) FROM conversations c JOIN clients k ON k.id = c.client_id "
+                "WHERE k.slug LIKE 'bench-run-warm-%' AND c.active_message_id IS NOT NULL"
+            )
+        ).scalar()

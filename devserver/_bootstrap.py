@@ -123,9 +123,7 @@ def main() -> None:
     root = logging.getLogger()
     h = logging.StreamHandler(sys.stderr)
     h.addFilter(_RequestIdFilter())
-    h.setFormatter(
-        logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n", "%Y-%m-%dT%H:%M:%S")
-    )
+    h.setFormatter(logging.Formatter("[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s\n", "%Y-%m-%dT%H:%M:%S"))
     root.addHandler(h)
 
     t0 = time.perf_counter()

@@ -23,15 +23,11 @@ from .lambda_service import LambdaService
 from .template import ACCOUNT_ID, HttpApiSpec, HttpRoute
 
 MAX_BODY = 10 * 1024 * 1024
-_TEXT_TYPES = re.compile(
-    r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded|graphql|ld\+json|[\w.+-]*\+(json|xml)))", re.I
-)
+_TEXT_TYPES = re.compile(r"^(text/|application/(json|xml|javascript|x-www-form-urlencoded|graphql|ld\+json|[\w.+-]*\+(json|xml)))", re.I)
 
 
 def _json_response(status: int, message: str | None, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps({"message": message}).encode(), content_type="application/json", headers=headers
-    )
+    return web.Response(status=status, body=json.dumps({"message": message}).encode(), content_type="application/json", headers=headers)
 
 
 @dataclass

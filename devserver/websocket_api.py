@@ -50,9 +50,7 @@ class Connection:
 
 
 class WebSocketApi:
-    def __init__(
-        self, lambdas: LambdaService, spec: WsApiSpec | None, idle_timeout: float = 600.0, max_duration: float = 7200.0
-    ) -> None:
+    def __init__(self, lambdas: LambdaService, spec: WsApiSpec | None, idle_timeout: float = 600.0, max_duration: float = 7200.0) -> None:
         self.lambdas = lambdas
         self.spec = spec
         self.idle_timeout = idle_timeout

@@ -38,6 +38,8 @@ TEST_ENV = {
 for _key, _value in TEST_ENV.items():
     os.environ.setdefault(_key, _value)
 os.environ.pop("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", None)
+# Read once, before any test or tool (tools.openapi sets placeholders) can touch the environment.
+EXTERNAL_DATABASE_URL = os.environ.get("DATABASE_URL")
 
 _TABLES = (
     "api_keys, import_jobs, rate_limits, ws_tickets, subscriptions, connections, context, messages, "
@@ -48,10 +50,10 @@ _TABLES = (
 def _start_database(tmp_root: Path) -> str:
     from tools.localdb import create_database, start_embedded
 
-    admin_url = os.environ.get("DATABASE_URL")
+    admin_url = EXTERNAL_DATABASE_URL
     if admin_url:
-        from bitworks.db import database_url
         from bitworks.config import load_settings
+        from bitworks.db import database_url
 
         admin_url = database_url(load_settings({"DATABASE_URL": admin_url, "JWT_SECRET": "x" * 32}))
     else:
@@ -104,14 +106,34 @@ class Api:
 
         self.routes = http_routes()
 
-    def call(self, method: str, path: str, *, token: str | None = None, body: Any = None, raw_body: Any = None,
-             query: dict[str, str] | None = None, headers: dict[str, str] | None = None, source_ip: str = "198.51.100.7") -> tuple[int, Any, dict[str, str]]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        body: Any = None,
+        raw_body: Any = None,
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        source_ip: str = "198.51.100.7",
+    ) -> tuple[int, Any, dict[str, str]]:
         from tests.support.events import LambdaContext, http_event
         from tests.support.template import load_handler
 
         route, params = self.match(method, path)
-        event = http_event(method, path, route=route, path_params=params, body=body, raw_body=raw_body, token=token,
-                           query=query, headers=headers, source_ip=source_ip)
+        event = http_event(
+            method,
+            path,
+            route=route,
+            path_params=params,
+            body=body,
+            raw_body=raw_body,
+            token=token,
+            query=query,
+            headers=headers,
+            source_ip=source_ip,
+        )
         logical_id = self.routes[(method, route)]
         response = load_handler(logical_id)(event, LambdaContext(logical_id))
         text = response.get("body") or ""

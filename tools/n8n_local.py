@@ -99,8 +99,9 @@ def _cli(args: list[str], user_folder: Path, port: int, log: Path) -> None:
     with log.open("ab") as out:
         out.write(f"\n$ n8n {' '.join(args)}\n".encode())
         out.flush()
-        result = subprocess.run([str(N8N_BIN), *args], env=n8n_env(user_folder, port), stdout=out,
-                                stderr=subprocess.STDOUT, timeout=300, check=False)
+        result = subprocess.run(
+            [str(N8N_BIN), *args], env=n8n_env(user_folder, port), stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False
+        )
     if result.returncode != 0:
         raise RuntimeError(f"n8n {args[0]} failed (exit {result.returncode}); see {log}")
 
@@ -144,14 +145,17 @@ def webhook_live(url: str) -> bool:
 
 
 @contextmanager
-def running(
-    user_folder: Path, port: int, *, timeout: float = 240.0, paths: tuple[str, ...] = ("bitworks-reply",)
-) -> Iterator[str]:
+def running(user_folder: Path, port: int, *, timeout: float = 240.0, paths: tuple[str, ...] = ("bitworks-reply",)) -> Iterator[str]:
     """Start n8n, wait until the given webhook paths answer, yield its base URL, stop it."""
     log = user_folder / "n8n.log"
     with log.open("ab") as out:
-        process = subprocess.Popen([str(N8N_BIN), "start"], env=n8n_env(user_folder, port, free_port()), stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [str(N8N_BIN), "start"],
+            env=n8n_env(user_folder, port, free_port()),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -192,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"importing and publishing the workflows into {args.user_folder} ...", flush=True)
     prepare(args.user_folder, args.credentials, args.port)
     with running(args.user_folder, args.port, paths=("bitworks-reply", "bitworks-callback")) as base:
-        print(f"n8n is up: {base}  (webhooks {base}/webhook/bitworks-reply and {base}/webhook/bitworks-callback; "
-              f"log {args.user_folder / 'n8n.log'}). Ctrl-C stops it.", flush=True)
+        print(
+            f"n8n is up: {base}  (webhooks {base}/webhook/bitworks-reply and {base}/webhook/bitworks-callback; "
+            f"log {args.user_folder / 'n8n.log'}). Ctrl-C stops it.",
+            flush=True,
+        )
         try:
             while True:
                 time.sleep(3600)

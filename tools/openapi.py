@@ -15,10 +15,21 @@ ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "openapi.json"
 
 STATUS_TEXT = {
-    200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad request or invalid JSON",
-    401: "Missing, invalid or expired token", 403: "Role may not do this", 404: "Not found (or not yours)",
-    409: "Conflict", 413: "Payload too large", 422: "Validation error", 429: "Rate limited",
-    502: "Upstream (n8n) error", 503: "Degraded", 504: "Upstream timeout",
+    200: "OK",
+    201: "Created",
+    202: "Accepted",
+    204: "No Content",
+    400: "Bad request or invalid JSON",
+    401: "Missing, invalid or expired token",
+    403: "Role may not do this",
+    404: "Not found (or not yours)",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Validation error",
+    429: "Rate limited",
+    502: "Upstream (n8n) error",
+    503: "Degraded",
+    504: "Upstream timeout",
 }
 PATH_PARAM_FORMAT = {"proxy": None}
 

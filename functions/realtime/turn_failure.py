@@ -31,10 +31,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         message_id = uuid.UUID(str(payload["message_id"]))
         turn_id = uuid.UUID(str(payload["turn_id"]))
     except (KeyError, TypeError, ValueError):
-        logger.warning("turn failure record without message_id/turn_id ignored",
-                       extra={"condition": request_context.get("condition")})
+        logger.warning("turn failure record without message_id/turn_id ignored", extra={"condition": request_context.get("condition")})
         return {"result": "ignored"}
     result = chat.handle_dispatch_failure(message_id, turn_id, _function_name(request_context.get("functionArn")))
-    logger.info("dispatch failure handled",
-                extra={"message_id": str(message_id), "condition": request_context.get("condition"), "result": result})
+    logger.info(
+        "dispatch failure handled", extra={"message_id": str(message_id), "condition": request_context.get("condition"), "result": result}
+    )
     return {"result": result}

@@ -179,8 +179,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     assistant = Assistant()
     env_file = tmp / "env.json"
     jwt_secret = os.environ["JWT_SECRET"]
-    env = emulator_env(database_url, jwt_secret, assistant.url, "http://127.0.0.1", PASSWORD_SCRYPT_N="16",
-                       POWERTOOLS_LOG_LEVEL="WARNING")
+    env = emulator_env(database_url, jwt_secret, assistant.url, "http://127.0.0.1", PASSWORD_SCRYPT_N="16", POWERTOOLS_LOG_LEVEL="WARNING")
     env_file.write_text(json.dumps(env))
     _mkdir(ARTIFACTS)
     log_stream = open(ARTIFACTS / "browser-emulator.log", "w")
@@ -213,8 +212,12 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 # Functions a page calls at the same moment (after sign-in: a ticket, the list, the socket). Their
 # cold starts run one after the other here: concurrent cold starts on a busy 2-core machine can run
 # past Lambda's 10 s init limit in the emulator. The rest start cold one at a time during the tests.
-_WARM = [("POST", "/auth/ws-ticket"), ("GET", "/conversations"), ("POST", "/conversations"),
-         ("GET", "/conversations/00000000-0000-0000-0000-000000000000/messages")]
+_WARM = [
+    ("POST", "/auth/ws-ticket"),
+    ("GET", "/conversations"),
+    ("POST", "/conversations"),
+    ("GET", "/conversations/00000000-0000-0000-0000-000000000000/messages"),
+]
 
 
 def _warm_up(stack: Stack) -> None:

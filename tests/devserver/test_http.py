@@ -77,9 +77,9 @@ def test_route_priority_and_proxy(emu: Env) -> None:
     ev = _event(requests.delete(f"{emu.http}/any/deep/path", timeout=10))["event"]
     assert ev["routeKey"] == "ANY /{proxy+}" and ev["pathParameters"] == {"proxy": "any/deep/path"}
     # No CorsConfiguration on this API: OPTIONS is an ordinary method for the proxy route.
-    ev = _event(
-        requests.options(f"{emu.http}/x", headers={"Origin": "https://o", "Access-Control-Request-Method": "GET"}, timeout=10)
-    )["event"]
+    ev = _event(requests.options(f"{emu.http}/x", headers={"Origin": "https://o", "Access-Control-Request-Method": "GET"}, timeout=10))[
+        "event"
+    ]
     assert ev["requestContext"]["http"]["method"] == "OPTIONS"
 
 

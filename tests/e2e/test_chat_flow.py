@@ -60,8 +60,16 @@ def test_chat_over_websocket_and_http(stack, http, factory):
             await ws.send(json.dumps({"action": "ping"}))
             assert json.loads(await asyncio.wait_for(ws.recv(), 10)) == {"type": "pong"}
 
-            await ws.send(json.dumps({"action": "sendMessage", "conversation_id": conversation_id,
-                                      "content": "hello over the socket", "client_message_id": "c-1"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "action": "sendMessage",
+                        "conversation_id": conversation_id,
+                        "content": "hello over the socket",
+                        "client_message_id": "c-1",
+                    }
+                )
+            )
             _assert_turn(await _collect(ws, _turn_done), "hello over the socket")
 
             r = http("POST", f"/conversations/{conversation_id}/messages", token, json={"content": "hello over http"})

@@ -31,9 +31,7 @@ def test_every_http_route_reaches_its_function(stack, http):
 
 
 def test_every_websocket_route_is_served(stack, http, factory):
-    keys = sorted(
-        v["Properties"]["RouteKey"] for v in template()["Resources"].values() if v["Type"] == "AWS::ApiGatewayV2::Route"
-    )
+    keys = sorted(v["Properties"]["RouteKey"] for v in template()["Resources"].values() if v["Type"] == "AWS::ApiGatewayV2::Route")
     assert keys == sorted(["$connect", "$disconnect", "$default", "sendMessage", "subscribe", "ping"])
     client = factory.client()
     admin = factory.user(client, role="admin")

@@ -87,8 +87,15 @@ def hstack(database_url: str, assistant: str, log_files: dict[str, Path], tmp_pa
     env_file.write_text(json.dumps(env))
     secret(os.environ["JWT_SECRET"])
     stream = open(log_files["emulator"], "a", buffering=1)
-    handle = devserver.start(str(TEMPLATE), env_vars=str(env_file), async_retry_delays=(0.2, 0.4), schedules=False,
-                             log_stream=stream, reload_interval=0, integration_timeout=30)
+    handle = devserver.start(
+        str(TEMPLATE),
+        env_vars=str(env_file),
+        async_retry_delays=(0.2, 0.4),
+        schedules=False,
+        log_stream=stream,
+        reload_interval=0,
+        integration_timeout=30,
+    )
     yield handle
     handle.stop()
     stream.close()
@@ -103,8 +110,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not FIGURES:
         return
     FIGURES.setdefault("run", {}).update(
-        {"wall_seconds": round(time.monotonic() - _started, 1), "exit_status": int(exitstatus),
-         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        {
+            "wall_seconds": round(time.monotonic() - _started, 1),
+            "exit_status": int(exitstatus),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
     )
     ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
     ARTIFACT.write_text(json.dumps(FIGURES, indent=2, sort_keys=True, default=str) + "\n")

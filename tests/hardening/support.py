@@ -91,8 +91,14 @@ class Http:
         return secret(r.json()["ticket"])
 
 
-def tenant(factory: Any, *, n8n_url: str | None = None, users: int = 1, settings: dict[str, Any] | None = None,
-           auth_header: tuple[str, str] | None = None) -> dict[str, Any]:
+def tenant(
+    factory: Any,
+    *,
+    n8n_url: str | None = None,
+    users: int = 1,
+    settings: dict[str, Any] | None = None,
+    auth_header: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """A client with an admin and `users` users, tokens issued (and registered as secrets)."""
     extra: dict[str, Any] = {}
     if n8n_url:
@@ -125,10 +131,14 @@ def messages_of(engine: Any, conversation_id: str) -> list[dict[str, Any]]:
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        rows = conn.execute(
-            text("SELECT id, seq, role, status, in_reply_to, metadata, content FROM messages WHERE conversation_id = :c ORDER BY seq"),
-            {"c": uuid.UUID(conversation_id)},
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                text("SELECT id, seq, role, status, in_reply_to, metadata, content FROM messages WHERE conversation_id = :c ORDER BY seq"),
+                {"c": uuid.UUID(conversation_id)},
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 
@@ -136,8 +146,9 @@ def turn_state(engine: Any, conversation_id: str) -> Any:
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        return conn.execute(text("SELECT active_message_id, turn_id FROM conversations WHERE id = :c"),
-                            {"c": uuid.UUID(conversation_id)}).first()
+        return conn.execute(
+            text("SELECT active_message_id, turn_id FROM conversations WHERE id = :c"), {"c": uuid.UUID(conversation_id)}
+        ).first()
 
 
 def consistency(engine: Any, conversation_id: str) -> list[str]:

@@ -55,14 +55,21 @@ def _pg_ctl(pg_ctl: Path, data_dir: Path) -> None:
     owner = pwd.getpwuid(data_dir.stat().st_uid)
     preexec = None
     if os.geteuid() == 0 and owner.pw_uid != 0:
+
         def preexec() -> None:
             os.setgid(owner.pw_gid)
             os.setuid(owner.pw_uid)
+
     # -l: the new postmaster logs to a file, so no pipe of ours stays open in it
-    done = subprocess.run([str(pg_ctl), "restart", "-D", str(data_dir), "-m", "fast", "-w", "-t", "60",
-                           "-l", str(data_dir / "restart.log")],
-                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          timeout=120, preexec_fn=preexec, cwd="/")
+    done = subprocess.run(
+        [str(pg_ctl), "restart", "-D", str(data_dir), "-m", "fast", "-w", "-t", "60", "-l", str(data_dir / "restart.log")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=120,
+        preexec_fn=preexec,
+        cwd="/",
+    )
     assert done.returncode == 0, f"pg_ctl restart failed ({done.returncode})"
 
 
@@ -86,8 +93,9 @@ def test_postgres_restart_mid_run(hstack, hhttp, factory, db, database_url):
             if stop.is_set():
                 return
             try:
-                statuses.append(hhttp("POST", f"/conversations/{conv}/messages", tok, json={"content": f"during {n}"},
-                                      timeout=60).status_code)
+                statuses.append(
+                    hhttp("POST", f"/conversations/{conv}/messages", tok, json={"content": f"during {n}"}, timeout=60).status_code
+                )
             except Exception:
                 statuses.append(-1)
 
@@ -101,7 +109,7 @@ def test_postgres_restart_mid_run(hstack, hhttp, factory, db, database_url):
     stop.set()
     for th in threads:
         th.join(120)
-    after = statuses[at_restart + 3:]
+    after = statuses[at_restart + 3 :]
     assert after and all(s == 201 for s in after[-6:]), statuses  # pool_pre_ping: fresh connections
     # the sweeper's job for turns orphaned by the outage (dispatch retries exhausted): run it
     r = hhttp("GET", "/health")
@@ -109,9 +117,14 @@ def test_postgres_restart_mid_run(hstack, hhttp, factory, db, database_url):
     wait_for(lambda: _settled(db, convs), 180, what="every turn ended after the restart")
     problems = [p for c in convs for p in consistency(db, c)]
     totals = _totals(db, convs)
-    record("faults.postgres_restart", requests=len(statuses), answered_201=statuses.count(201),
-           errors_during_restart=len([s for s in statuses if s != 201]), **totals,
-           messages_lost=totals["messages"] - totals["replied"] - totals["failed"])
+    record(
+        "faults.postgres_restart",
+        requests=len(statuses),
+        answered_201=statuses.count(201),
+        errors_during_restart=len([s for s in statuses if s != 201]),
+        **totals,
+        messages_lost=totals["messages"] - totals["replied"] - totals["failed"],
+    )
     bump("faults", "faults_injected")
     assert not problems, problems
     assert totals["replies"] == totals["replied"]
@@ -148,8 +161,12 @@ def test_n8n_flapping_during_a_burst(hstack, hhttp, factory, db, n8n):
     for req in n8n.requests[first:]:
         deliveries.setdefault(req.headers.get("x-bitworks-delivery"), []).append(req)
     assert all(len(v) <= 3 for v in deliveries.values())  # bounded retries, same delivery id
-    record("faults.n8n_flapping", **totals, n8n_requests=len(n8n.requests) - first,
-           messages_lost=totals["messages"] - totals["replied"] - totals["failed"])
+    record(
+        "faults.n8n_flapping",
+        **totals,
+        n8n_requests=len(n8n.requests) - first,
+        messages_lost=totals["messages"] - totals["replied"] - totals["failed"],
+    )
     bump("faults", "faults_injected")
 
 
@@ -162,8 +179,10 @@ def test_gone_connections_are_deleted_and_the_rest_receive(hstack, hhttp, factor
     ghosts = [f"ghost-{i}-{uuid.uuid4().hex[:8]}=" for i in range(3)]  # the emulator answers 410 for these
     with db.begin() as conn:
         for g in ghosts:
-            conn.execute(text("INSERT INTO connections (connection_id, user_id, client_id) VALUES (:c, :u, :k)"),
-                         {"c": g, "u": user.id, "k": client.id})
+            conn.execute(
+                text("INSERT INTO connections (connection_id, user_id, client_id) VALUES (:c, :u, :k)"),
+                {"c": g, "u": user.id, "k": client.id},
+            )
 
     async def scenario() -> list[list[dict]]:
         sockets = [await websockets.connect(f"{hstack.ws_url}/?ticket={hhttp.ticket(tok)}") for _ in range(3)]
@@ -202,8 +221,10 @@ def test_dispatch_crash_after_storing_the_reply(db, factory, api_client, n8n, mo
     client = factory.client(n8n_webhook_url=n8n.url)
     user = factory.user(client)
     with db.begin() as conn:
-        conn.execute(text("INSERT INTO connections (connection_id, user_id, client_id) VALUES ('crash-conn', :u, :c)"),
-                     {"u": user.id, "c": client.id})
+        conn.execute(
+            text("INSERT INTO connections (connection_id, user_id, client_id) VALUES ('crash-conn', :u, :c)"),
+            {"u": user.id, "c": client.id},
+        )
     recorder = AwsRecorder().start()
     try:
         token = factory.token(user)

@@ -63,8 +63,16 @@ def test_sustained_chat_load(hstack, hhttp, factory, db):
             if time.monotonic() >= deadline:
                 return
             began = time.monotonic()
-            await ws.send(json.dumps({"action": "sendMessage", "conversation_id": conv, "content": f"client {i} message {n}",
-                                      "client_message_id": f"load-{i}-{n}"}))
+            await ws.send(
+                json.dumps(
+                    {
+                        "action": "sendMessage",
+                        "conversation_id": conv,
+                        "content": f"client {i} message {n}",
+                        "client_message_id": f"load-{i}-{n}",
+                    }
+                )
+            )
             sent["n"] += 1
             outcome = await wait_reply(ws, 120)
             if outcome == "reply":
@@ -117,13 +125,20 @@ def test_sustained_chat_load(hstack, hhttp, factory, db):
     growth = {k: round(marks["end"][k] - marks["third"][k], 1) for k in WATCHED}
     lat = sorted(latencies)
     figures = {
-        "clients": CLIENTS, "seconds": round(marks["elapsed"], 1), "requests_served": served,
-        "messages": users, "replies": replies, "failures": failures, "pending_left": pending,
+        "clients": CLIENTS,
+        "seconds": round(marks["elapsed"], 1),
+        "requests_served": served,
+        "messages": users,
+        "replies": replies,
+        "failures": failures,
+        "pending_left": pending,
         "messages_lost": users - replies - failures,
         "reply_latency_p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
         "reply_latency_p95_ms": round(lat[int(len(lat) * 0.95) - 1] * 1000, 1) if lat else None,
         "messages_per_second": round(len(lat) / marks["elapsed"], 1),
-        "peak_rss_mb_at_third": marks["third"], "peak_rss_mb_at_end": marks["end"], "peak_rss_growth_mb": growth,
+        "peak_rss_mb_at_third": marks["third"],
+        "peak_rss_mb_at_end": marks["end"],
+        "peak_rss_growth_mb": growth,
         "error_events": len(sent["errors"]),
     }
     record("load", **figures)

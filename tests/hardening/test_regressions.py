@@ -72,8 +72,9 @@ def test_password_change_closes_the_users_sockets(db, factory, api_client):
     _connect(user, client, "old-cred-conn")
     recorder = AwsRecorder().start()
     try:
-        status, _, _ = api_client.call("PUT", "/auth/password", token=factory.token(user),
-                                       body={"current_password": user.password, "new_password": "a brand new one"})
+        status, _, _ = api_client.call(
+            "PUT", "/auth/password", token=factory.token(user), body={"current_password": user.password, "new_password": "a brand new one"}
+        )
     finally:
         recorder.stop()
     assert status == 204

@@ -40,10 +40,14 @@ def _seed(factory: Any) -> dict[str, Any]:
             tpl = Template(client_id=client.id, name=f"tpl {name}", content="Hi {{name}}")
             s.add_all([msg, tpl])
             s.flush()
-            ids = {"client_id": client.id, "user_id": user.id, "conversation_id": conv.id, "message_id": msg.id,
-                   "template_id": tpl.id}
-        data[name] = {"client": client, "admin": admin, "user": user, "ids": ids,
-                      "all": {str(v) for v in [*ids.values(), admin.id]} | {admin.email, user.email, client.slug}}
+            ids = {"client_id": client.id, "user_id": user.id, "conversation_id": conv.id, "message_id": msg.id, "template_id": tpl.id}
+        data[name] = {
+            "client": client,
+            "admin": admin,
+            "user": user,
+            "ids": ids,
+            "all": {str(v) for v in [*ids.values(), admin.id]} | {admin.email, user.email, client.slug},
+        }
     return data
 
 
@@ -100,13 +104,20 @@ def test_schemathesis_against_the_emulator(hstack, db, factory):
             other = None if tenant is None else data["b" if tenant == "a" else "a"]["all"]
             for mode_name, mode in (("positive", GenerationMode.POSITIVE), ("negative", GenerationMode.NEGATIVE)):
 
-                @settings(max_examples=MAX_EXAMPLES[mode_name], deadline=None, database=None, derandomize=False,
-                          phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+                @settings(
+                    max_examples=MAX_EXAMPLES[mode_name],
+                    deadline=None,
+                    database=None,
+                    derandomize=False,
+                    phases=[Phase.generate],
+                    suppress_health_check=list(HealthCheck),
+                )
                 @given(case=_strategy(op, data, mode))
                 def run(case: Any) -> None:
                     counts["cases"] += 1
-                    response = case.call(base_url=hstack.http_url, session=session, timeout=60,
-                                         headers={"Authorization": f"Bearer {token}"})
+                    response = case.call(
+                        base_url=hstack.http_url, session=session, timeout=60, headers={"Authorization": f"Bearer {token}"}
+                    )
                     by_status[response.status_code] = by_status.get(response.status_code, 0) + 1
                     label = f"{caller} {mode_name} {op.method.upper()} {op.path} -> {response.status_code}"
                     if response.status_code >= 500:
@@ -142,9 +153,17 @@ def test_schemathesis_against_the_emulator(hstack, db, factory):
                     pass  # e.g. no invalid request exists for an operation without inputs
 
     elapsed = time.monotonic() - started
-    record("schemathesis", operations=len(operations), callers=5, cases_run=counts["cases"],
-           status_5xx=counts["status_5xx"], gateway_answers=counts["gateway_answers"],
-           statuses={str(k): v for k, v in sorted(by_status.items())}, failures=len(failures),
-           cross_tenant_leaks=len(leaks), seconds=round(elapsed, 1))
+    record(
+        "schemathesis",
+        operations=len(operations),
+        callers=5,
+        cases_run=counts["cases"],
+        status_5xx=counts["status_5xx"],
+        gateway_answers=counts["gateway_answers"],
+        statuses={str(k): v for k, v in sorted(by_status.items())},
+        failures=len(failures),
+        cross_tenant_leaks=len(leaks),
+        seconds=round(elapsed, 1),
+    )
     assert not leaks, "\n".join(leaks[:20])
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(sorted(set(failures))[:40])

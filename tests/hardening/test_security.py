@@ -16,8 +16,7 @@ from tests.hardening.support import bump, conversation, record, secret, tenant
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store", "x-frame-options": "DENY",
-           "referrer-policy": "no-referrer"}
+HEADERS = {"x-content-type-options": "nosniff", "cache-control": "no-store", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
 
 
 def _login_from(base: str, source_ip: str, body: dict) -> tuple[int, dict]:
@@ -97,8 +96,7 @@ def test_revoked_credentials_stop_working_and_close_sockets(hstack, hhttp, facto
             elif how == "delete_client":
                 r = hhttp("DELETE", f"/clients/{t['client'].id}", su_token)
             elif how == "change_password":
-                r = hhttp("PUT", "/auth/password", token, json={"current_password": user.password,
-                                                                "new_password": "another secret 42"})
+                r = hhttp("PUT", "/auth/password", token, json={"current_password": user.password, "new_password": "another secret 42"})
             else:
                 r = hhttp("PUT", f"/users/{user.id}", t["admin_token"], json={"password": "reset by the admin 7"})
             assert r.status_code in (200, 204), r.text

@@ -26,13 +26,20 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 ACTIONS = ["sendMessage", "subscribe", "ping"]
 junk_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), junk_text)
-json_values = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
-                                                            st.dictionaries(junk_text, kids, max_size=4)), max_leaves=20)
+json_values = st.recursive(
+    scalars, lambda kids: st.one_of(st.lists(kids, max_size=4), st.dictionaries(junk_text, kids, max_size=4)), max_leaves=20
+)
 hostile_objects = st.fixed_dictionaries(
     {},
     optional={
-        "action": st.one_of(st.sampled_from(["sendMessage", "subscribe"]), junk_text, st.integers(), st.none(),
-                            st.lists(st.integers(), max_size=3), st.text(min_size=201, max_size=400)),
+        "action": st.one_of(
+            st.sampled_from(["sendMessage", "subscribe"]),
+            junk_text,
+            st.integers(),
+            st.none(),
+            st.lists(st.integers(), max_size=3),
+            st.text(min_size=201, max_size=400),
+        ),
         "conversation_id": st.one_of(st.uuids().map(str), junk_text, st.integers(), json_values),
         "content": st.one_of(junk_text, st.integers(), st.text(min_size=16001, max_size=16010), json_values, st.just("\x00")),
         "client_message_id": st.one_of(junk_text, st.integers(), st.text(min_size=201, max_size=300)),
@@ -40,15 +47,27 @@ hostile_objects = st.fixed_dictionaries(
     },
 )
 frames = st.one_of(
-    junk_text.filter(lambda t: not _is_ping(t)),                               # not JSON (mostly)
-    hostile_objects.map(json.dumps),                                          # wrong types, unknown actions
-    json_values.map(json.dumps).filter(lambda t: not _is_ping(t)),            # JSON, not an object
-    st.integers(min_value=50, max_value=3000).map(lambda n: "[" * n + "]" * n),     # deep nesting
+    junk_text.filter(lambda t: not _is_ping(t)),  # not JSON (mostly)
+    hostile_objects.map(json.dumps),  # wrong types, unknown actions
+    json_values.map(json.dumps).filter(lambda t: not _is_ping(t)),  # JSON, not an object
+    st.integers(min_value=50, max_value=3000).map(lambda n: "[" * n + "]" * n),  # deep nesting
     st.integers(min_value=50, max_value=3000).map(lambda n: '{"a":' * n + "1" + "}" * n),
-    st.integers(min_value=1000, max_value=120_000).map(lambda n: json.dumps({"action": "sendMessage", "content": "x" * n,
-                                                                                   "conversation_id": str(uuid.uuid4())})),
-    st.sampled_from(['{"action": "ping"', "\x00", "\ud7ff", "null", "[]", '{"action": null}', '{"action": "PING"}',
-                     '{"action": "sendMessage"}', '{"action": "subscribe", "conversation_id": "../../etc"}']),
+    st.integers(min_value=1000, max_value=120_000).map(
+        lambda n: json.dumps({"action": "sendMessage", "content": "x" * n, "conversation_id": str(uuid.uuid4())})
+    ),
+    st.sampled_from(
+        [
+            '{"action": "ping"',
+            "\x00",
+            "\ud7ff",
+            "null",
+            "[]",
+            '{"action": null}',
+            '{"action": "PING"}',
+            '{"action": "sendMessage"}',
+            '{"action": "subscribe", "conversation_id": "../../etc"}',
+        ]
+    ),
 )
 
 
@@ -123,8 +142,15 @@ def test_hostile_websocket_frames(hstack, hhttp, factory):
         assert event.get("type") == "error", (frame[:200], event)
         assert set(event) == {"type", "action", "client_message_id", "error"}, event
         assert set(event["error"]) <= {"code", "message", "details", "retry_after"}, event
-        assert event["error"]["code"] in {"invalid_json", "bad_request", "validation_error", "not_found", "forbidden",
-                                          "payload_too_large", "unauthorized"}, event
+        assert event["error"]["code"] in {
+            "invalid_json",
+            "bad_request",
+            "validation_error",
+            "not_found",
+            "forbidden",
+            "payload_too_large",
+            "unauthorized",
+        }, event
         counts["error_events"] += 1
 
     loop.run(connect())
@@ -132,8 +158,7 @@ def test_hostile_websocket_frames(hstack, hhttp, factory):
     try:
         loop.run(exchange('{"action": "nope"}'))  # warm the $default route
 
-        @settings(max_examples=120, deadline=None, database=None, phases=[Phase.generate],
-                  suppress_health_check=list(HealthCheck))
+        @settings(max_examples=120, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
         @given(frame=frames)
         def fuzz(frame: str) -> None:
             counts["frames"] += 1
@@ -155,22 +180,35 @@ def test_hostile_websocket_frames(hstack, hhttp, factory):
         loop.close()
     assert not state["ping_errors"], state["ping_errors"][:5]
     assert state["pongs"] >= 5, state
-    record("ws_fuzz", frames_sent=counts["frames"], error_events=counts["error_events"],
-           oversize_closed_1009=counts["closed_oversize"], healthy_pongs=state["pongs"],
-           healthy_max_pong_seconds=round(state["max_pong"], 3))
+    record(
+        "ws_fuzz",
+        frames_sent=counts["frames"],
+        error_events=counts["error_events"],
+        oversize_closed_1009=counts["closed_oversize"],
+        healthy_pongs=state["pongs"],
+        healthy_max_pong_seconds=round(state["max_pong"], 3),
+    )
 
 
 reply_bodies = st.one_of(
-    st.fixed_dictionaries({"message_id": st.one_of(st.uuids().map(str), junk_text, st.integers()),
-                           "content": st.one_of(junk_text, st.text(min_size=16001, max_size=16005), st.integers(), st.none()),
-                           },
-                          optional={"metadata": json_values, "extra": json_values}).map(json.dumps),
+    st.fixed_dictionaries(
+        {
+            "message_id": st.one_of(st.uuids().map(str), junk_text, st.integers()),
+            "content": st.one_of(junk_text, st.text(min_size=16001, max_size=16005), st.integers(), st.none()),
+        },
+        optional={"metadata": json_values, "extra": json_values},
+    ).map(json.dumps),
     json_values.map(json.dumps),
     junk_text,
     st.integers(min_value=100, max_value=5000).map(lambda n: "[" * n + "]" * n),
 )
-tokens = st.one_of(st.none(), junk_text, st.text(alphabet=string.ascii_letters + string.digits + "._-", max_size=400),
-                   st.just("Bearer "), st.just("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."))
+tokens = st.one_of(
+    st.none(),
+    junk_text,
+    st.text(alphabet=string.ascii_letters + string.digits + "._-", max_size=400),
+    st.just("Bearer "),
+    st.just("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."),
+)
 
 
 def test_n8n_replies_fuzz(api_client, db, factory):
@@ -181,8 +219,7 @@ def test_n8n_replies_fuzz(api_client, db, factory):
     calls = {"n": 0, "statuses": {}}
     valid_token, _ = issue_reply_token(uuid.uuid4(), uuid.uuid4())  # a real token for a message that does not exist
 
-    @settings(max_examples=250, deadline=None, database=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=250, deadline=None, database=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck))
     @given(body=reply_bodies, token=st.one_of(tokens, st.just(valid_token)), scheme=st.sampled_from(["Bearer ", "bearer ", "", "Basic "]))
     def fuzz(body: str, token: str | None, scheme: str) -> None:
         headers = {} if token is None else {"authorization": f"{scheme}{token}"}

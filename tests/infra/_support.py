@@ -59,9 +59,7 @@ def need_sam() -> None:
 def sam(*args: str, timeout: int = 170) -> subprocess.CompletedProcess[str]:
     need_sam()
     env = {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
-    return subprocess.run(
-        [str(SAM), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    return subprocess.run([str(SAM), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def architecture_routes() -> list[tuple[str, str]]:
@@ -83,6 +81,7 @@ def architecture_routes() -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- static call graph of a handler
+
 
 def _module_file(module: str, code_dir: Path) -> Path | None:
     parts = module.split(".")

@@ -74,17 +74,13 @@ def test_failure_is_reported_truncated(response_url: Any, monkeypatch: pytest.Mo
     assert "RuntimeError: alembic says no" in received[0]["Reason"] and len(received[0]["Reason"]) <= 1000
 
 
-def test_create_upgrades_and_creates_the_superadmin_once(
-    response_url: Any, db: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_create_upgrades_and_creates_the_superadmin_once(response_url: Any, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     url, received = response_url
     app = _load()
     import bitworks.secrets
 
     monkeypatch.setenv("SUPERADMIN_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:sa")
-    monkeypatch.setattr(
-        bitworks.secrets, "get_secret_json", lambda arn: {"email": "Root@Example.com", "password": "pw-" + "y" * 20}
-    )
+    monkeypatch.setattr(bitworks.secrets, "get_secret_json", lambda arn: {"email": "Root@Example.com", "password": "pw-" + "y" * 20})
     app.handler(_event(url, "Create"), None)
     app.handler(_event(url, "Update"), None)
     assert [r["Status"] for r in received] == ["SUCCESS", "SUCCESS"], received

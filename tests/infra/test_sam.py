@@ -96,7 +96,7 @@ def test_translated_template_has_no_dependency_cycle() -> None:
         state[node] = 1
         for dep in graph[node]:
             if state.get(dep) == 1:
-                pytest.fail("cycle: " + " -> ".join([*path[path.index(dep):], dep]) if dep in path else dep)
+                pytest.fail("cycle: " + " -> ".join([*path[path.index(dep) :], dep]) if dep in path else dep)
             if dep not in state:
                 visit(dep, [*path, dep])
         state[node] = 2
@@ -109,7 +109,12 @@ def test_translated_template_has_no_dependency_cycle() -> None:
 @pytest.mark.sam_build
 def test_sam_build_succeeds(tmp_path: Path) -> None:
     run = sam(
-        "build", "--build-dir", str(tmp_path / "build"), "--cache-dir", str(tmp_path / "cache"), "--parallel",
+        "build",
+        "--build-dir",
+        str(tmp_path / "build"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--parallel",
         timeout=170,
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]

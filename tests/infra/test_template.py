@@ -250,9 +250,7 @@ def test_migration_function_ships_alembic() -> None:
     assert re.search(r"^alembic==", reqs, re.M)
     fn = template()["Resources"]["MigrateFunction"]["Properties"]
     assert fn["CodeUri"] == "functions/migrate/" and fn["Handler"] == "app.handler"
-    assert template()["Resources"]["DatabaseMigration"]["Properties"]["ServiceToken"] == {
-        "Fn::GetAtt": ["MigrateFunction", "Arn"]
-    }
+    assert template()["Resources"]["DatabaseMigration"]["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
 
 
 @pytest.mark.parametrize("path", [Path("docs/DEPLOY.md")])

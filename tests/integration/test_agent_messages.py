@@ -53,8 +53,10 @@ def test_system_note_by_admin_and_key_rules(chat: ChatScenario, api_client, fact
     status, body, _ = api_client.call("POST", path, token=foreign, body={"content": "x"})
     assert status == 404 and str(chat.conversation_id) not in str(body)
     assert api_client.call("POST", path, token=factory.token(admin), body={"role": "user", "content": "x"})[0] == 422
-    assert api_client.call("POST", f"/conversations/{uuid.uuid4()}/agent-messages", token=factory.token(admin),
-                           body={"content": "x"})[0] == 404
+    assert (
+        api_client.call("POST", f"/conversations/{uuid.uuid4()}/agent-messages", token=factory.token(admin), body={"content": "x"})[0]
+        == 404
+    )
     assert [m.role for m in chat.messages()] == ["system"]
 
 

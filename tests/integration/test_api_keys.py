@@ -69,8 +69,12 @@ def test_expired_key(api_client, factory, tenant):
     with get_engine().begin() as conn:
         conn.execute(text("UPDATE api_keys SET expires_at = now() - interval '1 second'"))
     assert api_client.call("GET", "/conversations", token=created["key"])[0] == 401
-    status, body, _ = api_client.call("POST", "/api-keys", token=factory.token(admin),
-                                      body={"name": "old", "scopes": ["conversations:read"], "expires_at": "2001-01-01T00:00:00Z"})
+    status, body, _ = api_client.call(
+        "POST",
+        "/api-keys",
+        token=factory.token(admin),
+        body={"name": "old", "scopes": ["conversations:read"], "expires_at": "2001-01-01T00:00:00Z"},
+    )
     assert status == 422
 
 

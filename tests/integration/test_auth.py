@@ -6,17 +6,23 @@ import jwt
 
 def test_register_login_verify(api_client, factory):
     client = factory.client()
-    status, body, headers = api_client.call("POST", "/auth/register", body={"email": "Ann@Example.com", "password": "s3cret-pass", "client_id": str(client.id)})
+    status, body, headers = api_client.call(
+        "POST", "/auth/register", body={"email": "Ann@Example.com", "password": "s3cret-pass", "client_id": str(client.id)}
+    )
     assert status == 201, body
     assert body["user"]["email"] == "ann@example.com"
     assert body["user"]["role"] == "user"
     assert "password_hash" not in json.dumps(body)
     assert headers["X-Content-Type-Options"] == "nosniff"
 
-    status, body, _ = api_client.call("POST", "/auth/register", body={"email": "ann@example.com", "password": "other-pass", "client_id": str(client.id)})
+    status, body, _ = api_client.call(
+        "POST", "/auth/register", body={"email": "ann@example.com", "password": "other-pass", "client_id": str(client.id)}
+    )
     assert status == 409 and body["error"]["code"] == "conflict"
 
-    status, body, _ = api_client.call("POST", "/auth/login", body={"email": "ann@example.com", "password": "s3cret-pass", "client_id": str(client.id)})
+    status, body, _ = api_client.call(
+        "POST", "/auth/login", body={"email": "ann@example.com", "password": "s3cret-pass", "client_id": str(client.id)}
+    )
     assert status == 200, body
     assert body["token_type"] == "Bearer" and body["expires_in"] > 0
     token = body["access_token"]
@@ -38,7 +44,9 @@ def test_unknown_email_and_wrong_password_answer_the_same(api_client, factory):
 
 def test_signup_refused_when_client_disallows(api_client, factory):
     client = factory.client(allow_signup=False)
-    status, body, _ = api_client.call("POST", "/auth/register", body={"email": "a@example.com", "password": "s3cret-pass", "client_id": str(client.id)})
+    status, body, _ = api_client.call(
+        "POST", "/auth/register", body={"email": "a@example.com", "password": "s3cret-pass", "client_id": str(client.id)}
+    )
     assert status == 403 and body["error"]["code"] == "forbidden"
 
 
@@ -50,7 +58,11 @@ def test_bad_bodies(api_client, factory):
         ("[1,2]", 422, "validation_error"),
         (json.dumps({"email": "a@example.com", "password": 12345678, "client_id": str(client.id)}), 422, "validation_error"),
         (json.dumps({"email": "a@example.com", "password": "s3cret-pass"}), 422, "validation_error"),
-        (json.dumps({"email": "a@example.com", "password": "s3cret-pass", "client_id": str(client.id), "role": "admin"}), 422, "validation_error"),
+        (
+            json.dumps({"email": "a@example.com", "password": "s3cret-pass", "client_id": str(client.id), "role": "admin"}),
+            422,
+            "validation_error",
+        ),
         (json.dumps({"email": "not-an-email", "password": "s3cret-pass", "client_id": str(client.id)}), 422, "validation_error"),
         (json.dumps({"email": "a@example.com", "password": "s3cret-pass", "client_id": "nope"}), 422, "validation_error"),
     ]
@@ -82,12 +94,18 @@ def test_password_change_revokes_old_tokens(api_client, factory):
     client = factory.client()
     user = factory.user(client, password="old-password-1")
     token = factory.token(user)
-    status, body, _ = api_client.call("PUT", "/auth/password", token=token, body={"current_password": "wrong", "new_password": "new-password-1"})
+    status, body, _ = api_client.call(
+        "PUT", "/auth/password", token=token, body={"current_password": "wrong", "new_password": "new-password-1"}
+    )
     assert status == 422
-    status, _, _ = api_client.call("PUT", "/auth/password", token=token, body={"current_password": "old-password-1", "new_password": "new-password-1"})
+    status, _, _ = api_client.call(
+        "PUT", "/auth/password", token=token, body={"current_password": "old-password-1", "new_password": "new-password-1"}
+    )
     assert status == 204
     assert api_client.call("GET", "/auth/verify", token=token)[0] == 401
-    status, body, _ = api_client.call("POST", "/auth/login", body={"email": user.email, "password": "new-password-1", "client_id": str(client.id)})
+    status, body, _ = api_client.call(
+        "POST", "/auth/login", body={"email": user.email, "password": "new-password-1", "client_id": str(client.id)}
+    )
     assert status == 200
 
 
@@ -96,15 +114,35 @@ def test_failed_logins_limited_per_account_and_ip(api_client, factory):
     user = factory.user(client)
     for _ in range(5):
         assert api_client.call("POST", "/auth/login", body={"email": user.email, "password": "bad", "client_id": str(client.id)})[0] == 401
-    status, body, headers = api_client.call("POST", "/auth/login", body={"email": user.email, "password": user.password, "client_id": str(client.id)})
+    status, body, headers = api_client.call(
+        "POST", "/auth/login", body={"email": user.email, "password": user.password, "client_id": str(client.id)}
+    )
     assert status == 429 and body["error"]["code"] == "rate_limited" and int(headers["Retry-After"]) > 0
     # another account from another IP still logs in
     other = factory.user(client)
-    assert api_client.call("POST", "/auth/login", body={"email": other.email, "password": other.password, "client_id": str(client.id)}, source_ip="203.0.113.9")[0] == 200
+    assert (
+        api_client.call(
+            "POST",
+            "/auth/login",
+            body={"email": other.email, "password": other.password, "client_id": str(client.id)},
+            source_ip="203.0.113.9",
+        )[0]
+        == 200
+    )
     # one IP trying many accounts is cut off too
     for i in range(50):
-        api_client.call("POST", "/auth/login", body={"email": f"x{i}@example.com", "password": "bad", "client_id": str(client.id)}, source_ip="203.0.113.50")
-    status, _, _ = api_client.call("POST", "/auth/login", body={"email": other.email, "password": other.password, "client_id": str(client.id)}, source_ip="203.0.113.50")
+        api_client.call(
+            "POST",
+            "/auth/login",
+            body={"email": f"x{i}@example.com", "password": "bad", "client_id": str(client.id)},
+            source_ip="203.0.113.50",
+        )
+    status, _, _ = api_client.call(
+        "POST",
+        "/auth/login",
+        body={"email": other.email, "password": other.password, "client_id": str(client.id)},
+        source_ip="203.0.113.50",
+    )
     assert status == 429
 
 

@@ -95,8 +95,12 @@ def test_bad_reply_tokens_are_401(chat, n8n, api_client, factory):
     assert _post(api_client, None, None, raw="{nope")[0] == 401
     status, data = _post(api_client, reply["token"], None, raw="{nope")
     assert (status, data["error"]["code"]) == (400, "invalid_json")
-    for bad in ({"message_id": message["id"], "content": ""}, {"message_id": message["id"], "content": "x" * 16001},
-                {"message_id": message["id"]}, {"message_id": "nope", "content": "x"}):
+    for bad in (
+        {"message_id": message["id"], "content": ""},
+        {"message_id": message["id"], "content": "x" * 16001},
+        {"message_id": message["id"]},
+        {"message_id": "nope", "content": "x"},
+    ):
         status, data = _post(api_client, reply["token"], bad)
         assert (status, data["error"]["code"]) == (422, "validation_error"), bad
 

@@ -49,13 +49,21 @@ def test_payload_headers_and_signature_follow_the_contract(chat, n8n, aws):
     assert payload["event"] == "message.created" and payload["delivery_id"] == turn_id
     assert payload["client"] == {"id": str(chat.client.id), "name": chat.client.name}
     assert payload["conversation"] == {"id": str(chat.conversation_id), "title": "Order help", "user_id": str(chat.user.id)}
-    assert payload["message"] == {"id": message["id"], "seq": 7, "role": "user", "content": "the current one",
-                                  "timestamp": message["timestamp"]}
+    assert payload["message"] == {
+        "id": message["id"],
+        "seq": 7,
+        "role": "user",
+        "content": "the current one",
+        "timestamp": message["timestamp"],
+    }
     context = payload["context"]
     assert context["context_window"] == 3 and context["parameters"] == {"name": "Ann"}
     # The window before this message, oldest first, without the message itself.
     assert [(m["role"], m["content"]) for m in context["messages"]] == [
-        ("assistant", "echo: earlier 1"), ("user", "earlier 2"), ("assistant", "echo: earlier 2")]
+        ("assistant", "echo: earlier 1"),
+        ("user", "earlier 2"),
+        ("assistant", "echo: earlier 2"),
+    ]
     assert all(set(m) == {"role", "content", "timestamp"} for m in context["messages"])
     assert payload["template"] == {"id": str(template.id), "name": "Support", "content": "Be kind to {{name}}"}
     reply = payload["reply"]
@@ -112,8 +120,14 @@ def test_a_4xx_fails_at_once(chat, n8n):
     row = chat.messages()[0]
     assert row.status == "failed" and row.error == {"code": "upstream_error", "message": "n8n answered HTTP 403"}
     failed = [e for e in chat.events() if e["type"] == "message.failed"]
-    assert failed == [{"type": "message.failed", "message_id": message_id, "conversation_id": str(chat.conversation_id),
-                       "error": {"code": "upstream_error", "message": "n8n answered HTTP 403"}}]
+    assert failed == [
+        {
+            "type": "message.failed",
+            "message_id": message_id,
+            "conversation_id": str(chat.conversation_id),
+            "error": {"code": "upstream_error", "message": "n8n answered HTTP 403"},
+        }
+    ]
     chat.assert_ended("upstream_error")
 
 

@@ -89,8 +89,13 @@ def test_who_may_send_and_what(chat, factory, api_client):
     stranger = factory.user(factory.client())
     assert api_client.call("POST", path, token=factory.token(stranger), body={"content": "hi"})[0] == 404
     assert api_client.call("POST", path, body={"content": "hi"})[0] == 401
-    for body, code in (({"content": ""}, 422), ({"content": "   "}, 422), ({"content": "x" * 16001}, 422),
-                       ({"content": "hi", "extra": 1}, 422), ({"content": 5}, 422)):
+    for body, code in (
+        ({"content": ""}, 422),
+        ({"content": "   "}, 422),
+        ({"content": "x" * 16001}, 422),
+        ({"content": "hi", "extra": 1}, 422),
+        ({"content": 5}, 422),
+    ):
         status, data, _ = api_client.call("POST", path, token=chat.token, body=body)
         assert (status, data["error"]["code"]) == (code, "validation_error"), body
     status, data, _ = api_client.call("POST", path, token=chat.token, raw_body="{nope")
@@ -160,8 +165,14 @@ def test_twenty_concurrent_messages_are_ordered_and_each_answered_once(chat, n8n
     results: list = [None] * 20
 
     def send(i: int) -> None:
-        event = http_event("POST", path, route=route, path_params={"conversation_id": str(chat.conversation_id)},
-                           body={"content": f"message {i}", "client_message_id": f"cm-{i}"}, token=chat.token)
+        event = http_event(
+            "POST",
+            path,
+            route=route,
+            path_params={"conversation_id": str(chat.conversation_id)},
+            body={"content": f"message {i}", "client_message_id": f"cm-{i}"},
+            token=chat.token,
+        )
         start.wait()
         response = handlers[i](event, LambdaContext("CreateMessageFunction"))
         results[i] = (response["statusCode"], json.loads(response["body"]))

@@ -59,8 +59,11 @@ def test_sweeper_starts_a_stalled_queue(chat, aws):
     chat.send("hello")
     aws.take_invokes()
     with session_scope() as s:  # a pending message with no turn (should never happen)
-        s.execute(update(Conversation).where(Conversation.id == chat.conversation_id)
-                  .values(active_message_id=None, turn_id=None, turn_expires_at=None))
+        s.execute(
+            update(Conversation)
+            .where(Conversation.id == chat.conversation_id)
+            .values(active_message_id=None, turn_id=None, turn_expires_at=None)
+        )
     assert chat_service.sweep()["turns_started"] == 1
     assert len(aws.invokes) == 1 and chat.drive() == ["replied"]
 
@@ -70,22 +73,24 @@ def test_sweeper_removes_stale_connections_counters_and_tickets(chat, aws, facto
     user = chat.user
 
     def connection(cid, connected, seen):
-        return Connection(connection_id=cid, user_id=user.id, client_id=user.client_id, connected_at=now - connected,
-                          last_seen_at=now - seen)
+        return Connection(
+            connection_id=cid, user_id=user.id, client_id=user.client_id, connected_at=now - connected, last_seen_at=now - seen
+        )
 
     with session_scope() as s:
-        s.add_all([
-            connection("too-old", timedelta(hours=2, minutes=1), timedelta(0)),
-            connection("idle", timedelta(minutes=30), timedelta(minutes=11)),
-            connection("fresh", timedelta(minutes=90), timedelta(minutes=2)),
-            RateLimit(key="old", window_start=now - timedelta(hours=1), window_end=now - timedelta(minutes=59), count=3),
-            RateLimit(key="current", window_start=now - timedelta(seconds=10), window_end=now + timedelta(seconds=50), count=1),
-            WsTicket(ticket_hash="a" * 64, user_id=user.id, token_version=0, expires_at=now - timedelta(seconds=1)),
-            WsTicket(ticket_hash="b" * 64, user_id=user.id, token_version=0, expires_at=now + timedelta(seconds=50)),
-        ])
+        s.add_all(
+            [
+                connection("too-old", timedelta(hours=2, minutes=1), timedelta(0)),
+                connection("idle", timedelta(minutes=30), timedelta(minutes=11)),
+                connection("fresh", timedelta(minutes=90), timedelta(minutes=2)),
+                RateLimit(key="old", window_start=now - timedelta(hours=1), window_end=now - timedelta(minutes=59), count=3),
+                RateLimit(key="current", window_start=now - timedelta(seconds=10), window_end=now + timedelta(seconds=50), count=1),
+                WsTicket(ticket_hash="a" * 64, user_id=user.id, token_version=0, expires_at=now - timedelta(seconds=1)),
+                WsTicket(ticket_hash="b" * 64, user_id=user.id, token_version=0, expires_at=now + timedelta(seconds=50)),
+            ]
+        )
     counts = chat_service.sweep()
-    assert counts == {"turns_expired": 0, "turns_started": 0, "connections_removed": 2,
-                      "rate_limits_purged": 1, "tickets_purged": 1}
+    assert counts == {"turns_expired": 0, "turns_started": 0, "connections_removed": 2, "rate_limits_purged": 1, "tickets_purged": 1}
     with session_scope() as s:
         assert set(s.scalars(select(Connection.connection_id))) == {"fresh", chat.connection_id}
         assert list(s.scalars(select(RateLimit.key))) == ["current"]
@@ -119,9 +124,14 @@ def test_turn_failure_record_fails_the_turn_and_starts_the_next_on_the_dispatch(
     assert rows[first["id"]].status == "failed"
     assert rows[first["id"]].error == {"code": "upstream_error", "message": "the assistant could not be reached"}
     events = chat.events()
-    assert [e for e in events if e["type"] == "message.failed"] == [{
-        "type": "message.failed", "message_id": first["id"], "conversation_id": str(chat.conversation_id),
-        "error": {"code": "upstream_error", "message": "the assistant could not be reached"}}]
+    assert [e for e in events if e["type"] == "message.failed"] == [
+        {
+            "type": "message.failed",
+            "message_id": first["id"],
+            "conversation_id": str(chat.conversation_id),
+            "error": {"code": "upstream_error", "message": "the assistant could not be reached"},
+        }
+    ]
     assert events[-1] == {"type": "typing", "conversation_id": str(chat.conversation_id), "state": "off"}
     # The next turn is dispatched on the function that failed (qualifier stripped).
     assert aws.invoked_functions[-1] == "arn:aws:lambda:us-east-1:123456789012:function:bitworks-DispatchFunction-AbC123"

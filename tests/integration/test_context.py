@@ -94,9 +94,7 @@ def test_create_replace_delete(api_client, setup):
     assert (status, data["error"]["code"]) == (404, "not_found")
 
     # PUT creates when there is none; POST works again after a DELETE
-    status, data, _ = api_client.call(
-        "PUT", setup["path"], token=setup["tok"], body={"context_window": 200, "parameters": {"a": 1}}
-    )
+    status, data, _ = api_client.call("PUT", setup["path"], token=setup["tok"], body={"context_window": 200, "parameters": {"a": 1}})
     assert status == 200 and data["context"]["created_at"] is not None and seqs(data["context"]) == list(range(1, 9))
     assert api_client.call("DELETE", setup["path"], token=setup["admin_tok"])[0] == 204
     assert api_client.call("POST", setup["path"], token=setup["admin_tok"], body={})[0] == 201

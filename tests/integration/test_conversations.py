@@ -333,14 +333,10 @@ def test_update_pushes_to_owner_and_subscribers(api_client, world):
     with mock_aws():
         bitworks.aws.reset_clients()
         try:
-            status, data, _ = api_client.call(
-                "PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"}
-            )
+            status, data, _ = api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"})
             assert status == 200
             # an update that changes nothing pushes nothing
-            assert (
-                api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"})[0] == 200
-            )
+            assert api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"})[0] == 200
             backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
             for connection_id in ("own-1", "own-2", "adm-1"):
                 event = json.loads(backend.connections[connection_id].data)
@@ -371,9 +367,7 @@ def test_update_succeeds_when_push_fails(api_client, world):
                 http_status_code=410,
                 expected_params={"ConnectionId": "stale-1", "Data": stub_any()},
             )
-            status, data, _ = api_client.call(
-                "PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"status": "closed"}
-            )
+            status, data, _ = api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"status": "closed"})
             assert status == 200 and data["conversation"]["status"] == "closed"
             stub.assert_no_pending_responses()
         # the gone connection was removed, the change was kept

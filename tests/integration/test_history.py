@@ -87,9 +87,7 @@ def test_empty_and_newest_page(api_client, setup):
     page = get_page(api_client, setup, limit=60)
     assert len(page["items"]) == 60 and page["next_cursor"] is None
     # admins read it too
-    status, data, _ = api_client.call(
-        "GET", f"/conversations/{setup['conv']}/messages", token=setup["admin_tok"], query={"limit": "1"}
-    )
+    status, data, _ = api_client.call("GET", f"/conversations/{setup['conv']}/messages", token=setup["admin_tok"], query={"limit": "1"})
     assert status == 200 and data["items"][0]["seq"] == 60
 
 

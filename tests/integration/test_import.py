@@ -44,10 +44,7 @@ def run_worker(job_id):
 
 
 def users_rows(n, start=0):
-    return [
-        {"email": f"Person{i}@Example.com", "password": f"password-{i:04d}", "display_name": f"P {i}"}
-        for i in range(start, start + n)
-    ]
+    return [{"email": f"Person{i}@Example.com", "password": f"password-{i:04d}", "display_name": f"P {i}"} for i in range(start, start + n)]
 
 
 def test_import_succeeds(api_client, factory, db, lambda_stub):
@@ -60,9 +57,7 @@ def test_import_succeeds(api_client, factory, db, lambda_stub):
     }
     job = start(api_client, lambda_stub, token, body)
     assert (
-        job["status"] == "queued"
-        and job["errors"] == []
-        and set(job) == {"id", "status", "created_at", "updated_at", "counts", "errors"}
+        job["status"] == "queued" and job["errors"] == [] and set(job) == {"id", "status", "created_at", "updated_at", "counts", "errors"}
     )
     assert "password-0000" not in json.dumps(job)
 
@@ -192,9 +187,7 @@ def test_roles_and_tenancy(api_client, factory, db, lambda_stub):
     assert status == 422 and body["error"]["details"][0]["field"] == "job_id"
     # an admin cannot import into another client
     assert (
-        api_client.call(
-            "POST", "/admin/import", token=factory.token(admin), body={"client_id": str(other.id), "users": users_rows(1)}
-        )[0]
+        api_client.call("POST", "/admin/import", token=factory.token(admin), body={"client_id": str(other.id), "users": users_rows(1)})[0]
         == 404
     )
     assert snapshot(db) == before

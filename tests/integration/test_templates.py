@@ -32,9 +32,7 @@ def test_crud_and_variables(api_client, factory, db):
     status, body, _ = api_client.call("GET", "/templates", token=t_user)
     assert status == 200 and [t["id"] for t in body["items"]] == [tid] and body["next_cursor"] is None
 
-    status, body, _ = api_client.call(
-        "PUT", f"/templates/{tid}", token=t_admin, body={"content": "Bye {{who}}", "description": None}
-    )
+    status, body, _ = api_client.call("PUT", f"/templates/{tid}", token=t_admin, body={"content": "Bye {{who}}", "description": None})
     assert status == 200
     assert body["template"]["variables"] == ["who"] and body["template"]["description"] is None
     assert body["template"]["name"] == "greeting" and ts(body["template"]["updated_at"]) > ts(tpl["updated_at"])
@@ -68,9 +66,7 @@ def test_name_unique_per_client(api_client, factory, db):
     before = snapshot(db)
     status, body, _ = api_client.call("POST", "/templates", token=t_admin, body=GREETING)
     assert status == 409 and body["error"]["code"] == "conflict"
-    assert (
-        api_client.call("PUT", f"/templates/{second['id']}", token=t_admin, body={"name": "greeting", "content": "x"})[0] == 409
-    )
+    assert api_client.call("PUT", f"/templates/{second['id']}", token=t_admin, body={"name": "greeting", "content": "x"})[0] == 409
     assert snapshot(db) == before
     assert api_client.call("PUT", f"/templates/{second['id']}", token=t_admin, body={"name": "second"})[0] == 200
 
@@ -147,9 +143,7 @@ def test_pagination(api_client, factory):
         assert api_client.call("POST", "/templates", token=token, body={"name": f"t{i}", "content": f"{{{{v{i}}}}}"})[0] == 201
     got, cursor = [], None
     while True:
-        status, body, _ = api_client.call(
-            "GET", "/templates", token=token, query={"limit": "2", **({"cursor": cursor} if cursor else {})}
-        )
+        status, body, _ = api_client.call("GET", "/templates", token=token, query={"limit": "2", **({"cursor": cursor} if cursor else {})})
         assert status == 200 and len(body["items"]) <= 2
         got += body["items"]
         cursor = body["next_cursor"]

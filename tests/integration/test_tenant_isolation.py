@@ -1,4 +1,4 @@
-"""The tenant-isolation matrix: every HTTP route × {another client's admin, another user of the
+"""The tenant-isolation matrix: every HTTP route x {another client's admin, another user of the
 same client, no token, expired token}. No foreign data in any answer, nothing of the tenant changes."""
 
 from __future__ import annotations
@@ -59,8 +59,14 @@ def world(factory, api_client):
     message_ids = []
     with session_scope() as s:
         for seq in (1, 2):
-            m = Message(id=uuid.uuid4(), conversation_id=uuid.UUID(conversation), seq=seq, role="user" if seq == 1 else "assistant",
-                        content=f"secret {seq}", status="replied" if seq == 1 else "sent")
+            m = Message(
+                id=uuid.uuid4(),
+                conversation_id=uuid.UUID(conversation),
+                seq=seq,
+                role="user" if seq == 1 else "assistant",
+                content=f"secret {seq}",
+                status="replied" if seq == 1 else "sent",
+            )
             s.add(m)
             message_ids.append(str(m.id))
         s.execute(text("UPDATE conversations SET last_seq = 2 WHERE id = :id"), {"id": conversation})
@@ -70,12 +76,25 @@ def world(factory, api_client):
         job_id = str(job.id)
     key = api_client.call("POST", "/api-keys", token=t_admin, body={"name": "wf", "scopes": ["conversations:read"]})[1]["api_key"]
     ids = {
-        "client_id": str(a.id), "user_id": str(owner.id), "template_id": template, "conversation_id": conversation,
-        "message_id": message_ids[0], "job_id": job_id, "key_id": key["id"], "proxy": "x",
+        "client_id": str(a.id),
+        "user_id": str(owner.id),
+        "template_id": template,
+        "conversation_id": conversation,
+        "message_id": message_ids[0],
+        "job_id": job_id,
+        "key_id": key["id"],
+        "proxy": "x",
     }
     private = {conversation, *message_ids, job_id, key["id"], str(owner.id)}
-    return {"a": a, "owner": owner, "peer": peer, "b_admin": b_admin, "ids": ids, "private": private,
-            "foreign_all": private | {str(a.id), template, str(a_admin.id), str(peer.id)}}
+    return {
+        "a": a,
+        "owner": owner,
+        "peer": peer,
+        "b_admin": b_admin,
+        "ids": ids,
+        "private": private,
+        "foreign_all": private | {str(a.id), template, str(a_admin.id), str(peer.id)},
+    }
 
 
 def _tenant_snapshot(db, world) -> str:
@@ -100,8 +119,16 @@ def _expired(user) -> str:
 
     s = get_settings()
     now = int(time.time())
-    claims = {"sub": str(user.id), "cid": str(user.client_id), "role": user.role, "ver": 0, "iat": now - 7200,
-              "exp": now - 3600, "iss": s.jwt_issuer, "aud": s.jwt_audience}
+    claims = {
+        "sub": str(user.id),
+        "cid": str(user.client_id),
+        "role": user.role,
+        "ver": 0,
+        "iat": now - 7200,
+        "exp": now - 3600,
+        "iss": s.jwt_issuer,
+        "aud": s.jwt_audience,
+    }
     return jwt.encode(claims, s.jwt_secret.get_secret_value(), algorithm="HS256")
 
 

@@ -43,9 +43,7 @@ def test_admin_creates_and_lists(api_client, factory, db):
     assert status == 200
 
     before = snapshot(db)
-    status, body, _ = api_client.call(
-        "POST", "/users", token=token, body={"email": "BOB@example.com", "password": "other-password"}
-    )
+    status, body, _ = api_client.call("POST", "/users", token=token, body={"email": "BOB@example.com", "password": "other-password"})
     assert status == 409 and body["error"]["code"] == "conflict"
     for bad in (
         {"email": "c@example.com", "password": "long-enough", "role": "superadmin"},
@@ -213,8 +211,7 @@ def test_user_conversations(api_client, factory, db):
     base = datetime(2026, 1, 1, tzinfo=UTC)
     with session_scope() as s:
         rows = [
-            Conversation(client_id=client.id, user_id=user.id, title=f"c{i}", updated_at=base + timedelta(minutes=i % 4))
-            for i in range(8)
+            Conversation(client_id=client.id, user_id=user.id, title=f"c{i}", updated_at=base + timedelta(minutes=i % 4)) for i in range(8)
         ]
         rows.append(Conversation(client_id=client.id, user_id=peer.id, title="peer's"))
         s.add_all(rows)

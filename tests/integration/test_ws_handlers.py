@@ -153,8 +153,12 @@ def test_a_failing_message_still_refreshes_last_seen_at(api_client, factory, db)
 
 @pytest.mark.parametrize("route_key", ["ping", "subscribe", "sendMessage", "$default"])
 def test_unknown_connection_gets_unauthorized_event(factory, db, route_key):
-    body = {"action": route_key if not route_key.startswith("$") else "dance", "client_message_id": "m-1",
-            "conversation_id": str(uuid.uuid4()), "content": "hi"}
+    body = {
+        "action": route_key if not route_key.startswith("$") else "dance",
+        "client_message_id": "m-1",
+        "conversation_id": str(uuid.uuid4()),
+        "content": "hi",
+    }
     event = reply(invoke(route_key, "swept-connection=", body=body))
     assert event["type"] == "error"
     assert event["error"]["code"] == "unauthorized"
@@ -180,8 +184,12 @@ def test_unknown_connection_gets_unauthorized_event(factory, db, route_key):
 def test_default_route_answers_error_events(api_client, factory, db, raw, code, action, client_message_id):
     connection_id = connect(api_client, factory, factory.user(factory.client()))
     event = reply(invoke("$default", connection_id, raw_body=raw))
-    assert event == {"type": "error", "action": action, "client_message_id": client_message_id,
-                     "error": {"code": code, "message": event["error"]["message"]}}
+    assert event == {
+        "type": "error",
+        "action": action,
+        "client_message_id": client_message_id,
+        "error": {"code": code, "message": event["error"]["message"]},
+    }
     assert event["error"]["message"]
 
 
@@ -224,8 +232,13 @@ def test_subscribe_is_for_admins_of_the_conversations_client_only(api_client, fa
         event = reply(invoke("subscribe", connect(api_client, factory, user), body=body))
         assert event["type"] == "error" and event["action"] == "subscribe", event
         assert event["error"]["code"] == code, (user.role, event)
-    missing = reply(invoke("subscribe", connect(api_client, factory, factory.user(client, "admin")),
-                           body={"action": "subscribe", "conversation_id": str(uuid.uuid4())}))
+    missing = reply(
+        invoke(
+            "subscribe",
+            connect(api_client, factory, factory.user(client, "admin")),
+            body={"action": "subscribe", "conversation_id": str(uuid.uuid4())},
+        )
+    )
     assert missing["error"]["code"] == "not_found"
     with db.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM subscriptions")).scalar() == 0
@@ -257,8 +270,18 @@ def test_subscribe_validates_conversation_id(api_client, factory, db, conversati
         ({"content": "hi", "client_message_id": 7}, "client_message_id"),
         ({"content": "hi", "colour": "red"}, "colour"),
     ],
-    ids=["no-conversation", "bad-uuid", "empty", "blank", "too-long", "not-a-string", "no-content",
-         "empty-cmid", "int-cmid", "unknown-field"],
+    ids=[
+        "no-conversation",
+        "bad-uuid",
+        "empty",
+        "blank",
+        "too-long",
+        "not-a-string",
+        "no-content",
+        "empty-cmid",
+        "int-cmid",
+        "unknown-field",
+    ],
 )
 def test_send_message_validation_errors(api_client, factory, db, fields, field):
     owner = factory.user(factory.client())
@@ -311,8 +334,7 @@ def test_send_message_stores_acks_by_push_and_starts_the_turn(api_client, factor
     owner = factory.user(factory.client())
     conversation_id = make_conversation(owner)
     first, second = connect(api_client, factory, owner), connect(api_client, factory, owner)
-    body = {"action": "sendMessage", "conversation_id": str(conversation_id), "content": "Hello there",
-            "client_message_id": "c-1"}
+    body = {"action": "sendMessage", "conversation_id": str(conversation_id), "content": "Hello there", "client_message_id": "c-1"}
 
     bitworks.aws.reset_clients()
     management, lambda_ = realtime._client(), bitworks.aws.client("lambda")
@@ -323,8 +345,9 @@ def test_send_message_stores_acks_by_push_and_starts_the_turn(api_client, factor
         with Stubber(management) as push_stub, Stubber(lambda_) as lambda_stub:
             for _ in range(2):
                 push_stub.add_response("post_to_connection", {}, {"ConnectionId": ANY, "Data": ANY})
-            lambda_stub.add_response("invoke", {"StatusCode": 202},
-                                     {"FunctionName": "DispatchFunction", "InvocationType": "Event", "Payload": ANY})
+            lambda_stub.add_response(
+                "invoke", {"StatusCode": 202}, {"FunctionName": "DispatchFunction", "InvocationType": "Event", "Payload": ANY}
+            )
             assert reply(invoke("sendMessage", first, body=body)) is None  # the ack is the push
             push_stub.assert_no_pending_responses()
             lambda_stub.assert_no_pending_responses()

@@ -63,8 +63,7 @@ def test_fan_out_deletes_the_gone_connection_and_delivers_to_the_others(factory,
     # Sends run concurrently, so which call meets the 410 is not fixed: every call must carry the
     # exact bytes, exactly one answers Gone, and whichever it was loses its row.
     management.add_response("post_to_connection", {}, {"ConnectionId": ANY, "Data": data})
-    management.add_client_error("post_to_connection", "GoneException", "gone", 410,
-                                expected_params={"ConnectionId": ANY, "Data": data})
+    management.add_client_error("post_to_connection", "GoneException", "gone", 410, expected_params={"ConnectionId": ANY, "Data": data})
     management.add_response("post_to_connection", {}, {"ConnectionId": ANY, "Data": data})
 
     with session_scope() as session:

@@ -67,8 +67,15 @@ def http_event(
     return event
 
 
-def ws_event(route_key: str, connection_id: str, *, body: Any = None, raw_body: str | None = None,
-             query: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+def ws_event(
+    route_key: str,
+    connection_id: str,
+    *,
+    body: Any = None,
+    raw_body: str | None = None,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     event_type = {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route_key, "MESSAGE")
     now = int(time.time() * 1000)
     context: dict[str, Any] = {

@@ -281,10 +281,22 @@ class HttpApp:
         scope: str | None = None,
     ) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
         """`scope`: the API-key scope that admits n8n keys to this route; without one, keys get 403."""
+
         def decorator(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
             self.routes.append(
-                RouteSpec(method, path, status, auth, summary or (func.__doc__ or "").strip().split("\n")[0],
-                          body, response, query, errors_, func.__name__, scope)
+                RouteSpec(
+                    method,
+                    path,
+                    status,
+                    auth,
+                    summary or (func.__doc__ or "").strip().split("\n")[0],
+                    body,
+                    response,
+                    query,
+                    errors_,
+                    func.__name__,
+                    scope,
+                )
             )
             rule = path.replace("{", "<").replace("}", ">")
 

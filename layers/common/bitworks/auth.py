@@ -43,8 +43,13 @@ def verify_password(password: str, stored: str) -> bool:
             return False
         expected = _unb64(digest)
         actual = hashlib.scrypt(
-            password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p),
-            maxmem=64 * 1024 * 1024, dklen=len(expected),
+            password.encode(),
+            salt=_unb64(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=64 * 1024 * 1024,
+            dklen=len(expected),
         )
     except (ValueError, TypeError):
         return False
@@ -122,7 +127,11 @@ def decode_reply_token(token: str) -> dict[str, Any]:
     settings = get_settings()
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, _secret(), algorithms=["HS256"], audience=REPLY_AUDIENCE, issuer=settings.jwt_issuer,
+            token,
+            _secret(),
+            algorithms=["HS256"],
+            audience=REPLY_AUDIENCE,
+            issuer=settings.jwt_issuer,
             options={"require": ["sub", "tid", "exp", "iss", "aud"]},
         )
         uuid.UUID(str(claims["sub"]))

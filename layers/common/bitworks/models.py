@@ -169,9 +169,7 @@ class Context(Base):
     __table_args__ = (CheckConstraint("context_window BETWEEN 1 AND 200", name="window"),)
 
     id: Mapped[uuid.UUID] = _uuid_pk()
-    conversation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, unique=True
-    )
+    conversation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), nullable=False, unique=True)
     context_window: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("10"))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _created()
@@ -195,12 +193,8 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (Index("ix_subscriptions_conversation_id", "conversation_id"),)
 
-    connection_id: Mapped[str] = mapped_column(
-        ForeignKey("connections.connection_id", ondelete="CASCADE"), primary_key=True
-    )
-    conversation_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
-    )
+    connection_id: Mapped[str] = mapped_column(ForeignKey("connections.connection_id", ondelete="CASCADE"), primary_key=True)
+    conversation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = _created()
 
 

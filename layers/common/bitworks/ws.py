@@ -243,7 +243,7 @@ class WsApp:
         if self._run is None:
             raise RuntimeError("no WebSocket route registered")
         req = WsRequest(event)
-        request_id = ((req.event.get("requestContext") or {}).get("requestId"))
+        request_id = (req.event.get("requestContext") or {}).get("requestId")
         logger.append_keys(correlation_id=request_id, route=req.route_key)
         try:
             return self._run(req)

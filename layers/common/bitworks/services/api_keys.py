@@ -53,8 +53,10 @@ def create(session: Session, principal: Principal, body: ApiKeyCreateIn) -> dict
     require_admin(principal)
     client_id = acting_client_id(session, principal, body.client_id)
     if body.expires_at is not None and (body.expires_at.tzinfo is None or body.expires_at <= datetime.now(timezone.utc)):
-        raise ValidationFailed("expires_at: must be a future time with a timezone",
-                               [{"field": "expires_at", "message": "must be a future time with a timezone"}])
+        raise ValidationFailed(
+            "expires_at: must be a future time with a timezone",
+            [{"field": "expires_at", "message": "must be a future time with a timezone"}],
+        )
     prefix = os.urandom(6).hex()
     key = f"{PREFIX}{prefix}_{os.urandom(32).hex()}"
     row = ApiKey(
@@ -72,9 +74,7 @@ def create(session: Session, principal: Principal, body: ApiKeyCreateIn) -> dict
     return {"api_key": view(row, key)}
 
 
-def list_keys(
-    session: Session, principal: Principal, client_id: uuid.UUID | None, limit: int, cursor: str | None
-) -> dict[str, Any]:
+def list_keys(session: Session, principal: Principal, client_id: uuid.UUID | None, limit: int, cursor: str | None) -> dict[str, Any]:
     require_user(principal)
     require_admin(principal)
     acting = acting_client_id(session, principal, client_id)
@@ -101,7 +101,7 @@ def revoke(session: Session, principal: Principal, key_id: uuid.UUID) -> None:
 
 def authenticate_api_key(session: Session, token: str) -> Principal:
     invalid = Unauthorized("invalid API key")
-    parts = token[len(PREFIX):].split("_", 1)
+    parts = token[len(PREFIX) :].split("_", 1)
     if len(token) > 200 or len(parts) != 2 or not parts[0]:
         raise invalid
     row = session.scalars(select(ApiKey).where(ApiKey.prefix == parts[0])).first()

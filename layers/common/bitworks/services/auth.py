@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -83,9 +82,7 @@ def change_password(session: Session, principal: Principal, body: PasswordChange
     if user is None:
         raise Unauthorized("invalid or expired token")
     if not verify_password(body.current_password, user.password_hash):
-        raise ValidationFailed(
-            "current_password: incorrect", [{"field": "current_password", "message": "incorrect"}]
-        )
+        raise ValidationFailed("current_password: incorrect", [{"field": "current_password", "message": "incorrect"}])
     if body.new_password == body.current_password:
         raise ValidationFailed("new_password: must differ", [{"field": "new_password", "message": "must differ from the current password"}])
     session.execute(
@@ -128,5 +125,3 @@ def redeem_ws_ticket(session: Session, ticket: str | None) -> User | None:
     if user is None or user.token_version != row.token_version:
         return None
     return user
-
-

@@ -129,8 +129,7 @@ def _end_turn(session: Session, conversation: Conversation) -> tuple[uuid.UUID, 
 def invoke_dispatch(message_id: uuid.UUID, turn_id: uuid.UUID, function_name: str | None = None) -> None:
     name = function_name or get_settings().dispatch_function_name
     if not name:
-        _logger().warning("no dispatch function configured; the sweeper will expire the turn",
-                          extra={"message_id": str(message_id)})
+        _logger().warning("no dispatch function configured; the sweeper will expire the turn", extra={"message_id": str(message_id)})
         return
     from bitworks.aws import client
 
@@ -405,9 +404,7 @@ def fail_turn(
     return True
 
 
-def _recover_unpushed(
-    session: Session, message: Message, conversation: Conversation | None, dispatch_function: str | None
-) -> bool:
+def _recover_unpushed(session: Session, message: Message, conversation: Conversation | None, dispatch_function: str | None) -> bool:
     """After a crash between commit and push: push the stored reply once, and make sure the turn
     that was started meanwhile gets its dispatch (a duplicate invoke is harmless: see the claim)."""
     if message.status != "replied" or conversation is None:
@@ -427,9 +424,7 @@ def _recover_unpushed(
 
 
 # -- dispatch ---------------------------------------------------------------------------------------
-def _payload(
-    session: Session, conversation: Conversation, message: Message, client: Client, turn_id: uuid.UUID
-) -> dict[str, Any]:
+def _payload(session: Session, conversation: Conversation, message: Message, client: Client, turn_id: uuid.UUID) -> dict[str, Any]:
     from bitworks.services.context import DEFAULT_WINDOW, context_window_messages
 
     context = session.scalars(select(Context).where(Context.conversation_id == conversation.id)).first()
@@ -442,7 +437,10 @@ def _payload(
         "client": {"id": str(client.id), "name": client.name},
         "conversation": {"id": str(conversation.id), "title": conversation.title, "user_id": str(conversation.user_id)},
         "message": {
-            "id": str(message.id), "seq": message.seq, "role": message.role, "content": message.content,
+            "id": str(message.id),
+            "seq": message.seq,
+            "role": message.role,
+            "content": message.content,
             "timestamp": iso(message.timestamp),
         },
         "context": {
@@ -465,9 +463,7 @@ class _Claim:
         self.reply_expires_at: datetime | None = None
 
 
-def _claim(
-    session: Session, message_id: uuid.UUID, turn_id: uuid.UUID, time_left: float, dispatch_function: str | None
-) -> _Claim | str:
+def _claim(session: Session, message_id: uuid.UUID, turn_id: uuid.UUID, time_left: float, dispatch_function: str | None) -> _Claim | str:
     found = session.get(Message, message_id)
     if found is None:
         return "gone"
@@ -489,8 +485,7 @@ def _claim(
     settings = get_settings()
     url = client.n8n_webhook_url or settings.n8n_default_webhook_url
     if not url:
-        fail_turn(session, message_id, turn_id, "upstream_error", "no n8n webhook URL is configured",
-                  dispatch_function=dispatch_function)
+        fail_turn(session, message_id, turn_id, "upstream_error", "no n8n webhook URL is configured", dispatch_function=dispatch_function)
         return "failed"
     from bitworks.n8n import budget_seconds
 
@@ -524,8 +519,9 @@ def _await_callback(session: Session, message_id: uuid.UUID, turn_id: uuid.UUID,
     return True
 
 
-def run_dispatch(message_id: uuid.UUID, turn_id: uuid.UUID, *, function_name: str | None = None,
-                 time_left: Callable[[], float] | None = None) -> str:
+def run_dispatch(
+    message_id: uuid.UUID, turn_id: uuid.UUID, *, function_name: str | None = None, time_left: Callable[[], float] | None = None
+) -> str:
     """One turn's delivery to n8n (the dispatch Lambda). Idempotent against retries and duplicates.
 
     Returns what happened: replied | callback | failed | noop | recovered | gone."""
@@ -553,20 +549,26 @@ def run_dispatch(message_id: uuid.UUID, turn_id: uuid.UUID, *, function_name: st
         return dumps(payload).encode()
 
     outcome = n8n.deliver(
-        claim.url, body, signing_secret=claim.signing_secret, delivery_id=str(turn_id), auth_header=claim.auth_header,
-        settings=settings, time_left=left(), logger=_logger(),
+        claim.url,
+        body,
+        signing_secret=claim.signing_secret,
+        delivery_id=str(turn_id),
+        auth_header=claim.auth_header,
+        settings=settings,
+        time_left=left(),
+        logger=_logger(),
     )
     with session_scope() as session:
         if outcome.kind == "reply":
             assert outcome.content is not None
-            stored = complete_turn(session, message_id, turn_id, outcome.content, outcome.metadata,
-                                   dispatch_function=function_name)
+            stored = complete_turn(session, message_id, turn_id, outcome.content, outcome.metadata, dispatch_function=function_name)
             return "replied" if stored is not None else "noop"
         if outcome.kind == "callback":
             assert claim.reply_expires_at is not None
             return "callback" if _await_callback(session, message_id, turn_id, claim.reply_expires_at) else "noop"
-        failed = fail_turn(session, message_id, turn_id, outcome.code or "upstream_error", outcome.message or "n8n failed",
-                           dispatch_function=function_name)
+        failed = fail_turn(
+            session, message_id, turn_id, outcome.code or "upstream_error", outcome.message or "n8n failed", dispatch_function=function_name
+        )
         return "failed" if failed else "noop"
 
 
@@ -628,21 +630,30 @@ def sweep(dispatch_function: str | None = None) -> dict[str, int]:
     for message_id, turn_id in expired:
         try:
             with session_scope() as session:
-                if fail_turn(session, message_id, turn_id, "upstream_timeout", "the assistant did not answer in time",
-                             dispatch_function=dispatch_function, only_if_expired=True):
+                if fail_turn(
+                    session,
+                    message_id,
+                    turn_id,
+                    "upstream_timeout",
+                    "the assistant did not answer in time",
+                    dispatch_function=dispatch_function,
+                    only_if_expired=True,
+                ):
                     counts["turns_expired"] += 1
         except Exception:  # noqa: BLE001 - one bad row must not stop the sweep
             _logger().exception("failing an expired turn failed", extra={"message_id": str(message_id)})
 
     # Pending messages with no turn running (should not happen; kept so none waits for ever).
     with session_scope() as session:
-        stalled = list(session.scalars(
-            select(Message.conversation_id)
-            .join(Conversation, Conversation.id == Message.conversation_id)
-            .where(Message.status == "pending", Message.role == "user", Conversation.active_message_id.is_(None))
-            .distinct()
-            .limit(SWEEP_BATCH)
-        ))
+        stalled = list(
+            session.scalars(
+                select(Message.conversation_id)
+                .join(Conversation, Conversation.id == Message.conversation_id)
+                .where(Message.status == "pending", Message.role == "user", Conversation.active_message_id.is_(None))
+                .distinct()
+                .limit(SWEEP_BATCH)
+            )
+        )
     for conversation_id in stalled:
         with session_scope() as session:
             conversation = _lock(session, conversation_id)
@@ -654,11 +665,13 @@ def sweep(dispatch_function: str | None = None) -> dict[str, int]:
 
     with session_scope() as session:
         now = _now()
-        gone = list(session.scalars(
-            delete(Connection)
-            .where((Connection.connected_at < now - CONNECTION_MAX_AGE) | (Connection.last_seen_at < now - CONNECTION_MAX_IDLE))
-            .returning(Connection.connection_id)
-        ))
+        gone = list(
+            session.scalars(
+                delete(Connection)
+                .where((Connection.connected_at < now - CONNECTION_MAX_AGE) | (Connection.last_seen_at < now - CONNECTION_MAX_IDLE))
+                .returning(Connection.connection_id)
+            )
+        )
         counts["connections_removed"] = len(gone)
     if gone:
         close_connections(gone)

@@ -43,9 +43,7 @@ def check_parameters(parameters: dict[str, Any]) -> None:
         raise ValidationFailed(f"parameters: {message}", [{"field": "parameters", "message": message}])
 
 
-def context_window_messages(
-    session: Session, conversation_id: uuid.UUID, window: int, before_seq: int | None = None
-) -> list[Message]:
+def context_window_messages(session: Session, conversation_id: uuid.UUID, window: int, before_seq: int | None = None) -> list[Message]:
     """The last `window` messages (only those with seq < before_seq when given), oldest first.
     One backward range scan on uq_messages_conversation_id_seq, then reversed in memory."""
     stmt = select(Message).where(Message.conversation_id == conversation_id)
@@ -97,9 +95,7 @@ def replace(session: Session, principal: Principal, conversation_id: uuid.UUID, 
     """Create or replace, atomically (one upsert: concurrent PUTs cannot collide on the unique key)."""
     conversation = visible_conversation(session, principal, conversation_id)
     check_parameters(body.parameters)
-    insert_stmt = insert(Context).values(
-        conversation_id=conversation.id, context_window=body.context_window, parameters=body.parameters
-    )
+    insert_stmt = insert(Context).values(conversation_id=conversation.id, context_window=body.context_window, parameters=body.parameters)
     upsert = insert_stmt.on_conflict_do_update(
         index_elements=[Context.conversation_id],
         set_={
@@ -116,8 +112,6 @@ def delete_context(session: Session, principal: Principal, conversation_id: uuid
     """404 when the conversation has no stored context (so a client learns its DELETE did nothing);
     afterwards GET answers the defaults."""
     conversation = visible_conversation(session, principal, conversation_id)
-    deleted = session.execute(
-        delete(Context).where(Context.conversation_id == conversation.id).returning(Context.id)
-    ).first()
+    deleted = session.execute(delete(Context).where(Context.conversation_id == conversation.id).returning(Context.id)).first()
     if deleted is None:
         raise NotFound("this conversation has no context")

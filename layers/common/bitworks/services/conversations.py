@@ -24,9 +24,7 @@ from bitworks.services.context import check_parameters, check_text
 def _check_template(session: Session, client_id: uuid.UUID, template_id: uuid.UUID) -> None:
     template = session.get(Template, template_id)
     if template is None or template.client_id != client_id:
-        raise ValidationFailed(
-            "template_id: unknown template", [{"field": "template_id", "message": "unknown template"}]
-        )
+        raise ValidationFailed("template_id: unknown template", [{"field": "template_id", "message": "unknown template"}])
 
 
 def create(session: Session, principal: Principal, body: ConversationCreateIn) -> dict[str, Any]:
@@ -102,9 +100,7 @@ def get(session: Session, principal: Principal, conversation_id: uuid.UUID) -> d
     return {"conversation": views.conversation(visible_conversation(session, principal, conversation_id))}
 
 
-def update(
-    session: Session, principal: Principal, conversation_id: uuid.UUID, body: ConversationUpdateIn
-) -> dict[str, Any]:
+def update(session: Session, principal: Principal, conversation_id: uuid.UUID, body: ConversationUpdateIn) -> dict[str, Any]:
     """Change title, status, template_id or mode; `null` clears title and template_id.
     A real change bumps updated_at and pushes conversation.updated after the commit."""
     conversation = visible_conversation(session, principal, conversation_id, for_update=True)

@@ -19,9 +19,7 @@ from bitworks.errors import Conflict, NotFound, ValidationFailed
 from bitworks.models import Message
 
 
-def history_query(
-    conversation_id: uuid.UUID, limit: int, before: int | None = None, after: int | None = None
-) -> Select[tuple[Message]]:
+def history_query(conversation_id: uuid.UUID, limit: int, before: int | None = None, after: int | None = None) -> Select[tuple[Message]]:
     """limit + 1 rows: newest first without `after` (caller reverses), oldest first with it."""
     stmt = select(Message).where(Message.conversation_id == conversation_id)
     if after is not None:

@@ -199,9 +199,7 @@ def run(job_id: uuid.UUID) -> str:
                     User(client_id=client_id, email=u.email, password_hash=h, role=u.role, display_name=u.display_name)
                     for u, h in zip(users, hashes, strict=True)
                 )
-                session.add_all(
-                    Template(client_id=client_id, name=t.name, content=t.content, description=t.description) for t in templates
-                )
+                session.add_all(Template(client_id=client_id, name=t.name, content=t.content, description=t.description) for t in templates)
                 session.flush()
                 _finish(session, job_id, "succeeded", counts=counts)
         except IntegrityError:

@@ -56,9 +56,7 @@ def create(session: Session, principal: Principal, body: TemplateCreateIn) -> di
     return {"template": views.template(row)}
 
 
-def list_templates(
-    session: Session, principal: Principal, client_id: uuid.UUID | None, limit: int, cursor: str | None
-) -> dict[str, Any]:
+def list_templates(session: Session, principal: Principal, client_id: uuid.UUID | None, limit: int, cursor: str | None) -> dict[str, Any]:
     require_user(principal)
     acting = acting_client_id(session, principal, client_id)
     stmt = select(Template).where(Template.client_id == acting)

@@ -70,9 +70,7 @@ def create(session: Session, principal: Principal, body: UserCreateIn) -> dict[s
     return {"user": views.user(row)}
 
 
-def list_users(
-    session: Session, principal: Principal, client_id: uuid.UUID | None, limit: int, cursor: str | None
-) -> dict[str, Any]:
+def list_users(session: Session, principal: Principal, client_id: uuid.UUID | None, limit: int, cursor: str | None) -> dict[str, Any]:
     require_admin(principal)
     acting = acting_client_id(session, principal, client_id)
     stmt = select(User).where(User.client_id == acting)
@@ -130,9 +128,7 @@ def delete(session: Session, principal: Principal, user_id: uuid.UUID) -> None:
     session.flush()
 
 
-def list_conversations(
-    session: Session, principal: Principal, user_id: uuid.UUID, limit: int, cursor: str | None
-) -> dict[str, Any]:
+def list_conversations(session: Session, principal: Principal, user_id: uuid.UUID, limit: int, cursor: str | None) -> dict[str, Any]:
     """Same shape and order as GET /conversations: most recently updated first."""
     target = _target(session, principal, user_id)
     stmt = select(Conversation).where(Conversation.user_id == target.id)
