@@ -90,7 +90,14 @@ def test_sweeper_removes_stale_connections_counters_and_tickets(chat, aws, facto
             ]
         )
     counts = chat_service.sweep()
-    assert counts == {"turns_expired": 0, "turns_started": 0, "connections_removed": 2, "rate_limits_purged": 1, "tickets_purged": 1}
+    assert counts == {
+        "turns_expired": 0,
+        "turns_started": 0,
+        "connections_removed": 2,
+        "rate_limits_purged": 1,
+        "tickets_purged": 1,
+        "imports_expired": 0,
+    }
     with session_scope() as s:
         assert set(s.scalars(select(Connection.connection_id))) == {"fresh", chat.connection_id}
         assert list(s.scalars(select(RateLimit.key))) == ["current"]

@@ -242,3 +242,25 @@ def test_full_thousand_rows(api_client, factory, db, lambda_stub):
         if not cursor:
             break
     assert len(got) == len(set(got)) == 901
+
+
+def test_sweeper_fails_a_job_whose_worker_died(factory, db):
+    from sqlalchemy import text
+
+    from bitworks.db import session_scope
+    from bitworks.models import ImportJob
+    from tests.support.template import load_handler
+
+    client = factory.client()
+    with session_scope() as s:
+        stuck = ImportJob(client_id=client.id, payload={"users": [{"email": "a@example.com"}]}, status="running")
+        fresh = ImportJob(client_id=client.id, payload={"users": []}, status="running")
+        s.add_all([stuck, fresh])
+        s.flush()
+        s.execute(text("UPDATE import_jobs SET updated_at = now() - interval '21 minutes' WHERE id = :id"), {"id": stuck.id})
+    counts = load_handler("SweeperFunction")({"source": "aws.events"}, None)
+    assert counts["imports_expired"] == 1
+    with session_scope() as s:
+        assert s.get(ImportJob, stuck.id).status == "failed"
+        assert s.get(ImportJob, stuck.id).payload == {}, "no plaintext passwords left behind"
+        assert s.get(ImportJob, fresh.id).status == "running"

@@ -65,3 +65,18 @@ def test_preflight_survives_a_database_outage(factory, monkeypatch):
     monkeypatch.setattr(bitworks.db, "get_engine", broken)
     status, headers, _ = preflight("/users", "https://other.example")
     assert status == 204 and "Access-Control-Allow-Origin" not in headers
+
+
+def test_database_outage_answers_503_not_500(api_client, factory, monkeypatch):
+    """A failover or restart is not the caller's fault: 503 with Retry-After, in the error shape."""
+    from sqlalchemy import create_engine
+
+    import bitworks.db as db_module
+
+    client = factory.client()
+    user = factory.user(client)
+    token = factory.token(user)
+    dead = create_engine("postgresql+pg8000://nobody@127.0.0.1:9/none", connect_args={"timeout": 1})
+    monkeypatch.setattr(db_module, "_engine", dead)
+    status, body, headers = api_client.call("GET", "/conversations", token=token)
+    assert status == 503 and body["error"]["code"] == "unavailable" and headers["Retry-After"] == "1"

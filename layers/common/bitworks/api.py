@@ -257,6 +257,14 @@ def _response(status: int, body: Any, headers: dict[str, str]) -> Response:
     return Response(status_code=status, content_type="application/json", body=dumps(body), headers=merged)
 
 
+def _database_unavailable(exc: BaseException) -> bool:
+    from sqlalchemy import exc as sa_exc
+
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)) or (
+        isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
+    )
+
+
 class HttpApp:
     def __init__(self) -> None:
         self.resolver = APIGatewayHttpResolver()
@@ -334,8 +342,16 @@ class HttpApp:
             if exc.status >= 500:
                 logger.warning("upstream failure", extra={"code": exc.code})
             return _response(exc.status, exc.body(), {**cors_headers(req.origin, client_id), **exc.headers})
-        except Exception:
-            req.finish(ok=False)
+        except Exception as exc:
+            try:
+                req.finish(ok=False)
+            except Exception:  # the rollback of a dead connection fails too
+                logger.warning("rollback failed", exc_info=True)
+            if _database_unavailable(exc):
+                # Not the caller's fault and worth retrying (a failover, a restart): 503, not 500.
+                logger.warning("database unavailable", extra={"error": type(exc).__name__})
+                body = {"error": {"code": "unavailable", "message": "the service is briefly unavailable, retry shortly"}}
+                return _response(503, body, {"Retry-After": "1"})
             logger.exception("unhandled error")
             body = {"error": {"code": "internal_error", "message": "internal error"}}
             return _response(500, body, cors_headers(req.origin, client_id))

@@ -618,7 +618,14 @@ def sweep(dispatch_function: str | None = None) -> dict[str, int]:
     from bitworks.db import session_scope
     from bitworks.realtime import close_connections
 
-    counts = {"turns_expired": 0, "turns_started": 0, "connections_removed": 0, "rate_limits_purged": 0, "tickets_purged": 0}
+    counts = {
+        "turns_expired": 0,
+        "turns_started": 0,
+        "connections_removed": 0,
+        "rate_limits_purged": 0,
+        "tickets_purged": 0,
+        "imports_expired": 0,
+    }
 
     with session_scope() as session:
         expired = session.execute(
@@ -680,4 +687,8 @@ def sweep(dispatch_function: str | None = None) -> dict[str, int]:
         counts["rate_limits_purged"] = ratelimit.purge_expired(session)
         result = session.execute(delete(WsTicket).where(WsTicket.expires_at < func.now()))
         counts["tickets_purged"] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    with session_scope() as session:
+        from bitworks.services.imports import expire_stale
+
+        counts["imports_expired"] = expire_stale(session)
     return counts

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -97,6 +97,21 @@ def get(session: Session, principal: Principal, job_id: uuid.UUID) -> dict[str, 
     if job is None or (not principal.is_superadmin and job.client_id != principal.client_id):
         raise NotFound("import job not found")
     return {"job": job_view(job)}
+
+
+# Longer than the worker's 15-minute Lambda timeout: a job still `running` then died with its worker.
+STALE_AFTER = timedelta(minutes=20)
+
+
+def expire_stale(session: Session) -> int:
+    """The sweeper fails jobs whose worker was killed mid-run (timeout): none stays `running` for ever."""
+    error = {"row": None, "kind": "job", "field": None, "message": "the import worker stopped before finishing; start it again"}
+    result = session.execute(
+        update(ImportJob)
+        .where(ImportJob.status.in_(("running", "queued")), ImportJob.updated_at < datetime.now(UTC) - STALE_AFTER)
+        .values(status="failed", errors=[error], payload={}, updated_at=datetime.now(UTC))
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 # -- worker side -----------------------------------------------------------------------------------
