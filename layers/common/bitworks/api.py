@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -268,6 +269,9 @@ def _database_unavailable(exc: BaseException) -> bool:
 class HttpApp:
     def __init__(self) -> None:
         self.resolver = APIGatewayHttpResolver()
+        # Powertools keeps the current event on its BaseRouter class: one Lambda invocation per process
+        # makes that fine, but threads (tests, a threaded local server) would read each other's events.
+        self._local = threading.local()
         self.routes: list[RouteSpec] = []
         self.resolver.not_found(self._not_found)
 
@@ -319,7 +323,7 @@ class HttpApp:
     def _run(
         self, func: Callable[[Request], Any], status: int, auth: bool, body_model: type[BaseModel] | None, scope: str | None
     ) -> Response:
-        event = self.resolver.current_event.raw_event
+        event = self._local.event
         req = Request(event, body_model)
         client_id: uuid.UUID | None = None
         try:
@@ -359,6 +363,7 @@ class HttpApp:
     def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         request_id = (event.get("requestContext") or {}).get("requestId")
         logger.append_keys(correlation_id=request_id, route=event.get("routeKey"))
+        self._local.event = event
         try:
             return self.resolver.resolve(event, context)
         finally:
