@@ -329,6 +329,18 @@ def retry_message(session: Session, principal: Principal, message_id: uuid.UUID)
 
 
 # -- ending a turn ----------------------------------------------------------------------------------
+def _active_turn(session: Session, message_id: uuid.UUID, turn_id: uuid.UUID) -> tuple[Conversation, Message] | None:
+    """Lock the conversation; (conversation, message) while that turn is still the active one."""
+    found = session.get(Message, message_id)
+    if found is None:
+        return None
+    conversation = _lock(session, found.conversation_id)
+    message = _fresh_message(session, message_id)
+    if conversation is None or message is None or not _is_turn(conversation, message_id, turn_id) or message.status != "pending":
+        return None
+    return conversation, message
+
+
 def complete_turn(
     session: Session,
     message_id: uuid.UUID,
@@ -339,13 +351,10 @@ def complete_turn(
     dispatch_function: str | None = None,
 ) -> Message | None:
     """Store the reply of the active turn and start the next one; None when that turn is over."""
-    found = session.get(Message, message_id)
-    if found is None:
+    active = _active_turn(session, message_id, turn_id)
+    if active is None:
         return None
-    conversation = _lock(session, found.conversation_id)
-    message = _fresh_message(session, message_id)
-    if conversation is None or message is None or not _is_turn(conversation, message_id, turn_id) or message.status != "pending":
-        return None
+    conversation, message = active
     reply = Message(
         id=uuid.uuid4(),
         conversation_id=conversation.id,
@@ -380,13 +389,10 @@ def fail_turn(
 ) -> bool:
     """The user message of the active turn becomes failed; the next turn starts. False when that
     turn is over (or, with only_if_expired, was extended meanwhile)."""
-    found = session.get(Message, message_id)
-    if found is None:
+    active = _active_turn(session, message_id, turn_id)
+    if active is None:
         return False
-    conversation = _lock(session, found.conversation_id)
-    message = _fresh_message(session, message_id)
-    if conversation is None or message is None or not _is_turn(conversation, message_id, turn_id) or message.status != "pending":
-        return False
+    conversation, message = active
     if only_if_expired and (conversation.turn_expires_at is None or conversation.turn_expires_at >= _now()):
         return False
     error = {"code": code, "message": message_text}
