@@ -41,11 +41,6 @@ os.environ.pop("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", None)
 # Read once, before any test or tool (tools.openapi sets placeholders) can touch the environment.
 EXTERNAL_DATABASE_URL = os.environ.get("DATABASE_URL")
 
-_TABLES = (
-    "api_keys, import_jobs, rate_limits, ws_tickets, subscriptions, connections, context, messages, "
-    "conversations, templates, users, clients"
-)
-
 
 def _start_database(tmp_root: Path) -> str:
     from tools.localdb import create_database, start_embedded
@@ -78,13 +73,11 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def db(database_url: str) -> Any:
     """A clean database for each test; yields the engine."""
-    from sqlalchemy import text
-
     from bitworks.db import get_engine
+    from tests.support.cleanup import truncate
 
     engine = get_engine()
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
+    truncate(engine)
     import bitworks.api as api
 
     api._origin_cache.clear()

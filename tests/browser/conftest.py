@@ -167,11 +167,11 @@ class Stack:
 @pytest.fixture(scope="package")
 def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _require_browser()
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import create_engine
     from sqlalchemy.orm import Session
 
     import devserver
-    from tests.conftest import _TABLES
+    from tests.support.cleanup import truncate
     from tools.dev import emulator_env
     from tools.seed import seed
 
@@ -194,8 +194,7 @@ def stack(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     engine = create_engine(database_url)
     try:
-        with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE"))
+        truncate(engine)
         with Session(engine) as session:
             creds = seed(session, tmp / "demo-credentials.json", assistant.url, origins=[handle.http_url])
             session.commit()

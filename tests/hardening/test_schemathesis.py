@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
 from tests.hardening.support import record, secret
+from tests.support.cleanup import truncate
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -94,11 +95,7 @@ def test_schemathesis_against_the_emulator(hstack, db, factory):
 
     for op in operations:
         # A fresh world per operation: a DELETE or a password change must not starve the next one.
-        db_engine = db
-        from sqlalchemy import text
-
-        with db_engine.begin() as conn:
-            conn.execute(text("TRUNCATE clients, users, rate_limits, ws_tickets, connections RESTART IDENTITY CASCADE"))
+        truncate(db, "clients, users, rate_limits, ws_tickets, connections")
         data = _seed(factory)
         for caller, tenant, token in _callers(factory, data):
             other = None if tenant is None else data["b" if tenant == "a" else "a"]["all"]
