@@ -110,7 +110,7 @@ def test_postgres_restart_mid_run(hstack, hhttp, factory, db, database_url):
     for th in threads:
         th.join(120)
     after = statuses[at_restart + 3 :]
-    assert after and all(s == 201 for s in after[-6:]), statuses  # pool_pre_ping: fresh connections
+    assert after and all(s == 201 for s in after[-6:]), statuses  # the liveness check (bitworks.db) replaces dead connections
     # the sweeper's job for turns orphaned by the outage (dispatch retries exhausted): run it
     r = hhttp("GET", "/health")
     assert r.status_code == 200, r.text

@@ -74,9 +74,10 @@ class RouteSpec:
 class Request:
     """One invocation: the event, lazily opened DB session, lazily authenticated principal."""
 
-    def __init__(self, event: Any, body_model: type[BaseModel] | None) -> None:
+    def __init__(self, event: Any, body_model: type[BaseModel] | None, readonly: bool = False) -> None:
         self.event = event
         self._body_model = body_model
+        self._readonly = readonly
         self._session: Session | None = None
         self._principal: Principal | None = None
         self._body: Any = None
@@ -87,7 +88,7 @@ class Request:
         if self._session is None:
             from bitworks.db import new_session
 
-            self._session = new_session()
+            self._session = new_session(readonly=self._readonly)
         return self._session
 
     def finish(self, ok: bool) -> None:
@@ -211,7 +212,10 @@ def origin_allowed(origin: str, client_id: uuid.UUID | None) -> bool:
     if client_id is not None:
         sql += " AND id = :client_id"
         params["client_id"] = client_id
+    from bitworks.db import autocommit_reads
+
     with get_engine().connect() as conn:
+        autocommit_reads(conn)
         allowed = conn.execute(text(sql + " LIMIT 1"), params).first() is not None
     if len(_origin_cache) > 1000:
         _origin_cache.clear()
@@ -291,8 +295,11 @@ class HttpApp:
         errors_: tuple[int, ...] = (),
         summary: str = "",
         scope: str | None = None,
+        readonly: bool | None = None,
     ) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
-        """`scope`: the API-key scope that admits n8n keys to this route; without one, keys get 403."""
+        """`scope`: the API-key scope that admits n8n keys to this route; without one, keys get 403.
+        `readonly` (default: GET routes): the request's reads run without BEGIN/COMMIT."""
+        reads_only = method.upper() == "GET" if readonly is None else readonly
 
         def decorator(func: Callable[[Request], Any]) -> Callable[[Request], Any]:
             self.routes.append(
@@ -313,7 +320,7 @@ class HttpApp:
             rule = path.replace("{", "<").replace("}", ">")
 
             def endpoint(**_params: Any) -> Response:
-                return self._run(func, status, auth, body, scope)
+                return self._run(func, status, auth, body, scope, reads_only)
 
             self.resolver.route(rule, method.upper())(endpoint)
             return func
@@ -321,10 +328,16 @@ class HttpApp:
         return decorator
 
     def _run(
-        self, func: Callable[[Request], Any], status: int, auth: bool, body_model: type[BaseModel] | None, scope: str | None
+        self,
+        func: Callable[[Request], Any],
+        status: int,
+        auth: bool,
+        body_model: type[BaseModel] | None,
+        scope: str | None,
+        readonly: bool = False,
     ) -> Response:
         event = self._local.event
-        req = Request(event, body_model)
+        req = Request(event, body_model, readonly)
         client_id: uuid.UUID | None = None
         try:
             if auth:

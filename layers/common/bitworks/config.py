@@ -22,6 +22,7 @@ _ENV = {
     "db_ssl_ca_file": "DB_SSL_CA_FILE",
     "db_proxy": "DB_PROXY",
     "db_pool_size": "DB_POOL_SIZE",
+    "db_ping_after_seconds": "DB_PING_AFTER_SECONDS",
     "jwt_secret": "JWT_SECRET",
     "jwt_secret_arn": "JWT_SECRET_ARN",
     "jwt_issuer": "JWT_ISSUER",
@@ -62,6 +63,8 @@ class Settings(BaseModel):
     db_ssl_ca_file: str | None = None
     db_proxy: bool = False
     db_pool_size: int = Field(1, ge=1, le=50)
+    # A pooled connection idle longer than this gets a SELECT 1 before use (see bitworks.db).
+    db_ping_after_seconds: float = Field(30.0, ge=0, le=3600)
     jwt_secret: SecretStr | None = None
     jwt_secret_arn: str | None = None
     jwt_issuer: str = "bitworks-message"

@@ -1,19 +1,25 @@
 """Database engine (created lazily, reused across warm invocations) and sessions.
 
-Pool sizing follows Lambda: one invocation at a time per container, so one connection, pre-pinged
-and recycled before Aurora/RDS Proxy idle timeouts. Behind RDS Proxy the proxy pools: NullPool.
+Pool sizing follows Lambda: one invocation at a time per container, so one connection, recycled
+before Aurora/RDS Proxy idle timeouts. Behind RDS Proxy the proxy pools: NullPool.
 No `SET` on connect (no client_encoding/isolation_level): it would pin RDS Proxy sessions.
+
+Liveness without a round trip per request (see `_check_alive`): a server that restarts, fails over
+or kills an idle session sends an error and closes the socket, which a zero-timeout select() sees;
+only a connection idle for longer than DB_PING_AFTER_SECONDS also gets a real `SELECT 1`.
 """
 
 from __future__ import annotations
 
+import select
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote_plus
 
-from sqlalchemy import Engine, create_engine, make_url
+from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -66,16 +72,68 @@ def build_engine(settings: Settings | None = None) -> Engine:
     if context is not None:
         connect_args["ssl_context"] = context
     if settings.db_proxy:
-        return create_engine(url, poolclass=NullPool, connect_args=connect_args)
-    return create_engine(
+        engine = create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        event.listen(engine, "checkin", _end_autocommit)
+        return engine
+    engine = create_engine(
         url,
         pool_size=settings.db_pool_size,
         max_overflow=0,
-        pool_pre_ping=True,
         pool_recycle=240,
         pool_timeout=10,
         connect_args=connect_args,
     )
+    event.listen(engine, "checkin", _end_autocommit)
+    _watch_liveness(engine, settings.db_ping_after_seconds)
+    return engine
+
+
+def _end_autocommit(dbapi_connection: object, record: object) -> None:
+    dbapi_connection.autocommit = False  # type: ignore[attr-defined]
+
+
+def autocommit_reads(connection: object) -> None:
+    """Run a read-only unit of work without BEGIN/COMMIT: two round trips saved per request.
+
+    Under READ COMMITTED every statement takes its own snapshot anyway, so reads see exactly what
+    they would inside a transaction. pg8000's documented `autocommit` flag is client-side (no SET,
+    so RDS Proxy does not pin); the pool's checkin turns it off again (`_end_autocommit`)."""
+    connection.connection.dbapi_connection.autocommit = True  # type: ignore[attr-defined]
+
+
+def _socket_says_closed(dbapi_connection: object) -> bool:
+    """An idle PostgreSQL connection has nothing to read: data (a FATAL before the close) or EOF
+    means the server is gone or ended the session. pg8000 keeps its socket in `_usock`."""
+    sock = getattr(dbapi_connection, "_usock", None)
+    if sock is None:
+        return False
+    try:
+        readable, _, broken = select.select([sock], [], [sock], 0)
+    except (OSError, ValueError):  # closed or invalid descriptor
+        return True
+    return bool(readable or broken)
+
+
+def _watch_liveness(engine: Engine, ping_after_seconds: float) -> None:
+    """Replaces pool_pre_ping, which costs a round trip on every checkout (every request)."""
+
+    @event.listens_for(engine, "checkin")
+    def _mark_idle(dbapi_connection: object, record: object) -> None:
+        record.info["idle_since"] = time.monotonic()  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "checkout")
+    def _check_alive(dbapi_connection: object, record: object, proxy: object) -> None:
+        idle_since = record.info.get("idle_since")  # type: ignore[attr-defined]
+        if idle_since is None:  # just connected
+            return
+        if _socket_says_closed(dbapi_connection):
+            raise exc.DisconnectionError("the server closed the connection")
+        if time.monotonic() - idle_since > ping_after_seconds:
+            # Silent losses (a NAT or a dead peer: no FIN) only show on the wire.
+            try:
+                engine.dialect.do_ping(dbapi_connection)  # type: ignore[arg-type]
+            except Exception as error:
+                raise exc.DisconnectionError(f"ping failed: {type(error).__name__}") from error
 
 
 def get_engine() -> Engine:
@@ -95,8 +153,18 @@ def dispose_engine() -> None:
         _engine = None
 
 
-def new_session() -> Session:
-    return Session(get_engine(), expire_on_commit=False, autoflush=False)
+def new_session(readonly: bool = False) -> Session:
+    """readonly: no BEGIN/COMMIT (see autocommit_reads); for routes that only read."""
+    session = Session(get_engine(), expire_on_commit=False, autoflush=False)
+    if readonly:
+        session.info["readonly"] = True
+    return session
+
+
+@event.listens_for(Session, "after_begin")
+def _begin_readonly(session: Session, transaction: object, connection: object) -> None:
+    if session.info.get("readonly"):
+        autocommit_reads(connection)
 
 
 def finish(session: Session, ok: bool) -> None:
@@ -104,7 +172,7 @@ def finish(session: Session, ok: bool) -> None:
     from bitworks import outbox
 
     try:
-        if ok:
+        if ok and not session.info.get("readonly"):
             session.commit()
         else:
             session.rollback()
