@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+pytest_plugins = ["tests.support.n8n_stub"]  # the aws fixture: stubbed Lambda and Management API
+
 
 @pytest.fixture
 def wire(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -78,3 +80,18 @@ def test_the_connection_goes_back_transactional(db: Any, api_client: Any, chat: 
     with db.connect() as conn:
         title = conn.execute(text("SELECT title FROM conversations WHERE id = :id"), {"id": chat["conversation"]}).scalar()
     assert title != "rolled back"
+
+
+def test_sending_a_message_costs_eight_statements(api_client: Any, chat: dict[str, Any], wire: list[str], aws: Any) -> None:
+    """begin, the token's user, the conversation locked with its client's settings, the rate-limit
+    counter, the conversation's seq/turn update, the insert, the push audience, commit."""
+    path = f"/conversations/{chat['conversation']}/messages"
+    assert api_client.call("POST", path, token=chat["token"], body={"content": "warm"})[0] == 201
+    wire.clear()
+    status, data, _ = api_client.call("POST", path, token=chat["token"], body={"content": "counted", "client_message_id": "c-1"})
+    assert status == 201 and data["message"]["seq"] == 2
+    kinds = [s.split()[0] for s in wire]
+    # one more (the 4th) for the client_message_id repeat check
+    assert kinds == ["begin", "select", "select", "select", "insert", "update", "insert", "select", "commit"], wire
+    assert "for update" in wire[2] and "rate_limits" in wire[4] and "into messages" in wire[6]
+    assert len(aws.invokes) == 1  # the first message started the turn; this one waits behind it

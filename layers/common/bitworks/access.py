@@ -114,7 +114,11 @@ def visible_conversation(session: Session, principal: Principal, conversation_id
     stmt = select(Conversation).where(Conversation.id == conversation_id)
     if for_update:
         stmt = stmt.with_for_update()
-    conversation = session.scalars(stmt).first()
+    return check_visible(principal, session.scalars(stmt).first())
+
+
+def check_visible(principal: Principal, conversation: Conversation | None) -> Conversation:
+    """The visibility rule itself, for callers that fetched the row in a wider query."""
     if conversation is None:
         raise NotFound("conversation not found")
     if principal.is_superadmin:
@@ -126,10 +130,14 @@ def visible_conversation(session: Session, principal: Principal, conversation_id
     return conversation
 
 
-def owned_conversation(session: Session, principal: Principal, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation:
+def check_owned(principal: Principal, conversation: Conversation | None) -> Conversation:
     """Only the owner may act as the user of a conversation (send, retry)."""
-    conversation = visible_conversation(session, principal, conversation_id, for_update=for_update)
+    conversation = check_visible(principal, conversation)
     if conversation.user_id != principal.user_id:
         # Admins may see it but not speak as its user.
         raise Forbidden("only the conversation's owner may do this")
     return conversation
+
+
+def owned_conversation(session: Session, principal: Principal, conversation_id: uuid.UUID, *, for_update: bool = False) -> Conversation:
+    return check_owned(principal, visible_conversation(session, principal, conversation_id, for_update=for_update))

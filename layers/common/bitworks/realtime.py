@@ -2,6 +2,8 @@
 
 Interface used across the layer (keep these signatures):
 - push_to_conversation(session, conversation, event) -> PushResult: owner's connections + subscribers
+- conversation_audience(session, conversation) + push_events_after_commit(ids, events): the same,
+  with the audience read inside a transaction and the pushes made after its commit
 - push_to_users(session, user_ids, event) -> PushResult
 - push_to_connection(connection_id, event, session=None) -> bool
 - push_to_connections(session, connection_ids, event) -> PushResult
@@ -123,11 +125,34 @@ def push_to_users(session: Session, user_ids: Iterable[uuid.UUID], event: dict[s
     return push_to_connections(session, connections_of_users(session, user_ids), event)
 
 
-def push_to_conversation(session: Session, conversation: Conversation, event: dict[str, Any]) -> PushResult:
+def conversation_audience(session: Session, conversation: Conversation) -> list[str]:
+    """The connections a conversation's events go to: its owner's and its subscribers'."""
     owner = select(Connection.connection_id).where(Connection.user_id == conversation.user_id)
     followers = select(Subscription.connection_id).where(Subscription.conversation_id == conversation.id)
-    ids = list(session.scalars(owner.union(followers)))
-    return push_to_connections(session, ids, event)
+    return list(session.scalars(owner.union(followers)))
+
+
+def push_to_conversation(session: Session, conversation: Conversation, event: dict[str, Any]) -> PushResult:
+    return push_to_connections(session, conversation_audience(session, conversation), event)
+
+
+def push_events_after_commit(connection_ids: list[str], events: list[dict[str, Any]]) -> PushResult:
+    """Push events, in order, to an audience read inside the committed transaction; only when a
+    connection turned out gone does this open a session (to delete its row)."""
+    total = PushResult()
+    live = list(connection_ids)
+    for event in events:
+        result = push_to_connections(None, live, event)
+        total.sent += result.sent
+        total.failed.extend(result.failed)
+        total.gone.extend(result.gone)
+        live = [c for c in live if c not in result.gone]
+    if total.gone:
+        from bitworks.db import session_scope
+
+        with session_scope() as session:
+            session.execute(delete(Connection).where(Connection.connection_id.in_(total.gone)))
+    return total
 
 
 def disconnect_users(session: Session, user_ids: Iterable[uuid.UUID]) -> int:
