@@ -191,12 +191,14 @@ def required_permissions(code_dir: Path, module_name: str) -> set[str]:
     needed: set[str] = set()
     for _mod, body in CallGraph(code_dir).reachable(module_name):
         for sub in ast.walk(body):
+            # bitworks.awscall's post_to_connection / delete_connection, called by name or attribute
+            called = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(sub, ast.Attribute) else None
+            if called == "post_to_connection":
+                needed.add("ws:POST")
+            elif called == "delete_connection":
+                needed.add("ws:DELETE")
             if isinstance(sub, ast.Attribute):
-                if sub.attr == "post_to_connection":
-                    needed.add("ws:POST")
-                elif sub.attr == "delete_connection":
-                    needed.add("ws:DELETE")
-                elif sub.attr == "dispatch_function_name":
+                if sub.attr == "dispatch_function_name":
                     needed.add("invoke:dispatch")
                 elif sub.attr == "import_function_name":
                     needed.add("invoke:import")

@@ -3,7 +3,6 @@ import uuid
 from datetime import datetime
 
 import pytest
-from botocore.stub import Stubber
 from sqlalchemy import text
 
 
@@ -170,21 +169,21 @@ def test_pagination(api_client, su, factory):
 
 
 def test_delete_closes_sockets_of_its_users_only(api_client, su, factory, db):
-    from bitworks import realtime
     from bitworks.db import session_scope
     from bitworks.models import Connection
+    from tests.support.fake_aws import FakeAws
 
     doomed, kept = factory.client(), factory.client()
     a, b, c = factory.user(doomed), factory.user(doomed, "admin"), factory.user(kept)
     with session_scope() as s:
         s.add_all([Connection(connection_id=f"conn-{u.id.hex[:8]}=", user_id=u.id, client_id=u.client_id) for u in (a, b, c)])
-    ws = realtime._client()
-    with Stubber(ws) as stub:
-        for _ in range(2):
-            stub.add_response("delete_connection", {})
+    fake = FakeAws().start().use()
+    try:
         status, _, _ = api_client.call("DELETE", f"/clients/{doomed.id}", token=su)
         assert status == 204
-        stub.assert_no_pending_responses()
+    finally:
+        fake.stop()
+    assert sorted(fake.deleted) == sorted(f"conn-{u.id.hex[:8]}=" for u in (a, b))
     with db.connect() as conn:
         assert conn.execute(text("SELECT user_id FROM connections")).scalars().all() == [c.id]
         assert conn.execute(text("SELECT count(*) FROM users WHERE client_id = :c"), {"c": doomed.id}).scalar() == 0

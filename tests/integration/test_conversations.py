@@ -318,11 +318,7 @@ def add_connection(user, connection_id, subscribe_to=None):
 
 
 def test_update_pushes_to_owner_and_subscribers(api_client, world):
-    from moto import mock_aws
-    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-    from moto.core import DEFAULT_ACCOUNT_ID
-
-    import bitworks.aws
+    from tests.support.fake_aws import FakeAws
 
     tok = world["tok"]
     conv = create(api_client, tok["owner"])
@@ -330,57 +326,38 @@ def test_update_pushes_to_owner_and_subscribers(api_client, world):
     add_connection(world["owner"], "own-2")
     add_connection(world["admin"], "adm-1", subscribe_to=conv["id"])
     add_connection(world["peer"], "peer-1")
-    with mock_aws():
-        bitworks.aws.reset_clients()
-        try:
-            status, data, _ = api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"})
-            assert status == 200
-            # an update that changes nothing pushes nothing
-            assert api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"})[0] == 200
-            backend = apigatewaymanagementapi_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]
-            for connection_id in ("own-1", "own-2", "adm-1"):
-                event = json.loads(backend.connections[connection_id].data)
-                assert event == {"type": "conversation.updated", "conversation": data["conversation"]}
-                assert event["conversation"]["title"] == "New title"
-            assert backend.connections["peer-1"].data == b""
-        finally:
-            bitworks.aws.reset_clients()
+    fake = FakeAws().start().use()
+    try:
+        status, data, _ = api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"})
+        assert status == 200
+        # an update that changes nothing pushes nothing
+        assert api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"title": "New title"})[0] == 200
+        for connection_id in ("own-1", "own-2", "adm-1"):
+            assert fake.events(connection_id) == [{"type": "conversation.updated", "conversation": data["conversation"]}]
+            assert fake.events(connection_id)[0]["conversation"]["title"] == "New title"
+        assert fake.events("peer-1") == []
+    finally:
+        fake.stop()
 
 
 def test_update_succeeds_when_push_fails(api_client, world):
-    from botocore.stub import Stubber
-
-    import bitworks.aws
     from bitworks.models import Connection
-    from bitworks.realtime import management_endpoint
+    from tests.support.fake_aws import FakeAws
 
     tok = world["tok"]
     conv = create(api_client, tok["owner"])
     add_connection(world["owner"], "stale-1")
-    bitworks.aws.reset_clients()
-    client = bitworks.aws.client("apigatewaymanagementapi", endpoint_url=management_endpoint())
+    fake = FakeAws().start().use()
+    fake.gone.add("stale-1")
     try:
-        with Stubber(client) as stub:
-            stub.add_client_error(
-                "post_to_connection",
-                "GoneException",
-                http_status_code=410,
-                expected_params={"ConnectionId": "stale-1", "Data": stub_any()},
-            )
-            status, data, _ = api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"status": "closed"})
-            assert status == 200 and data["conversation"]["status"] == "closed"
-            stub.assert_no_pending_responses()
+        status, data, _ = api_client.call("PUT", f"/conversations/{conv['id']}", token=tok["owner"], body={"status": "closed"})
+        assert status == 200 and data["conversation"]["status"] == "closed"
+        assert fake.requests == 1
         # the gone connection was removed, the change was kept
         assert count(Connection) == 0
         assert api_client.call("GET", f"/conversations/{conv['id']}", token=tok["owner"])[1]["conversation"]["status"] == "closed"
     finally:
-        bitworks.aws.reset_clients()
-
-
-def stub_any():
-    from botocore.stub import ANY
-
-    return ANY
+        fake.stop()
 
 
 @pytest.mark.parametrize(

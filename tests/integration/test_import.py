@@ -2,7 +2,6 @@ import json
 import uuid
 
 import pytest
-from botocore.stub import ANY, Stubber
 from sqlalchemy import text
 
 
@@ -12,27 +11,21 @@ def snapshot(engine, tables=("users", "templates", "import_jobs")):
 
 
 @pytest.fixture
-def lambda_stub():
-    """The hand-off, as botocore sees it: an asynchronous invoke of the worker function."""
-    from bitworks.aws import client
+def lambda_stub(db):
+    """The hand-off: an asynchronous invoke of the worker function, on a real local Lambda endpoint."""
+    from tests.support.fake_aws import FakeAws
 
-    with Stubber(client("lambda")) as stub:
-        yield stub
-
-
-def expect_invoke(stub):
-    stub.add_response(
-        "invoke",
-        {"StatusCode": 202},
-        {"FunctionName": "ImportWorkerFunction", "InvocationType": "Event", "Payload": ANY},
-    )
+    fake = FakeAws().start().use()
+    yield fake
+    fake.stop()
 
 
-def start(api_client, stub, token, body):
-    expect_invoke(stub)
+def start(api_client, fake, token, body):
+    before = len(fake.invokes)
     status, answer, _ = api_client.call("POST", "/admin/import", token=token, body=body)
     assert status == 202, answer
-    stub.assert_no_pending_responses()
+    assert fake.invoked_functions[before:] == ["ImportWorkerFunction"]
+    assert fake.invokes[before:] == [{"job_id": answer["job"]["id"]}]
     return answer["job"]
 
 
@@ -83,23 +76,10 @@ def test_import_succeeds(api_client, factory, db, lambda_stub):
     assert api_client.call("GET", "/templates", token=token)[1]["items"][0]["variables"] == ["name"]
 
 
-def test_invoke_payload_names_the_job(api_client, factory):
-    from bitworks.aws import client
-
+def test_invoke_payload_names_the_job(api_client, factory, lambda_stub):
     token = factory.token(factory.user(factory.client(), "admin"))
-    lam = client("lambda")
-    seen = []
-    with Stubber(lam) as stub:
-        stub.add_response(
-            "invoke", {"StatusCode": 202}, {"FunctionName": "ImportWorkerFunction", "InvocationType": "Event", "Payload": ANY}
-        )
-        lam.meta.events.register("before-parameter-build.lambda.Invoke", lambda params, **_: seen.append(params["Payload"]))
-        try:
-            status, body, _ = api_client.call("POST", "/admin/import", token=token, body={"users": users_rows(1)})
-        finally:
-            lam.meta.events.unregister("before-parameter-build.lambda.Invoke")
-    assert status == 202
-    assert json.loads(seen[0]) == {"job_id": body["job"]["id"]}
+    job = start(api_client, lambda_stub, token, {"users": users_rows(1)})
+    assert lambda_stub.invokes == [{"job_id": job["id"]}] and lambda_stub.unsigned == []
 
 
 def test_all_or_nothing_with_row_errors(api_client, factory, db, lambda_stub):
@@ -201,7 +181,7 @@ def test_roles_and_tenancy(api_client, factory, db, lambda_stub):
 
 def test_failed_hand_off_is_recorded(api_client, factory, db, lambda_stub):
     token = factory.token(factory.user(factory.client(), "admin"))
-    lambda_stub.add_client_error("invoke", "TooManyRequestsException", http_status_code=429)
+    lambda_stub.invoke_status = 429  # throttled on every (bounded) retry
     status, body, _ = api_client.call("POST", "/admin/import", token=token, body={"users": users_rows(2)})
     assert status == 502 and body["error"]["code"] == "upstream_error"
     with db.connect() as conn:

@@ -2,7 +2,6 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from botocore.stub import Stubber
 from sqlalchemy import text
 
 
@@ -173,9 +172,9 @@ def test_update_rules_and_revocation(api_client, factory, db):
 
 
 def test_delete(api_client, factory, db):
-    from bitworks import realtime
     from bitworks.db import session_scope
     from bitworks.models import Connection
+    from tests.support.fake_aws import FakeAws
 
     client = factory.client()
     admin, user, other = factory.user(client, "admin"), factory.user(client), factory.user(client)
@@ -192,10 +191,12 @@ def test_delete(api_client, factory, db):
     assert status == 409 and body["error"]["code"] == "conflict"
     assert snapshot(db) == before
 
-    with Stubber(realtime._client()) as stub:
-        stub.add_response("delete_connection", {}, {"ConnectionId": "victim-conn="})
+    fake = FakeAws().start().use()
+    try:
         assert api_client.call("DELETE", f"/users/{user.id}", token=t_admin)[0] == 204
-        stub.assert_no_pending_responses()
+    finally:
+        fake.stop()
+    assert fake.deleted == ["victim-conn="]
     assert api_client.call("GET", "/auth/verify", token=t_user)[0] == 401
     assert api_client.call("GET", f"/users/{user.id}", token=t_admin)[0] == 404
     with db.connect() as conn:

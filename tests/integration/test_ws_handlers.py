@@ -326,39 +326,24 @@ def test_send_message_access_errors_come_back_as_events(api_client, factory, db)
 
 @needs_chat
 def test_send_message_stores_acks_by_push_and_starts_the_turn(api_client, factory, db):
-    from botocore.stub import ANY, Stubber
-
-    import bitworks.aws
-    from bitworks import realtime
+    from tests.support.fake_aws import FakeAws
 
     owner = factory.user(factory.client())
     conversation_id = make_conversation(owner)
     first, second = connect(api_client, factory, owner), connect(api_client, factory, owner)
     body = {"action": "sendMessage", "conversation_id": str(conversation_id), "content": "Hello there", "client_message_id": "c-1"}
 
-    bitworks.aws.reset_clients()
-    management, lambda_ = realtime._client(), bitworks.aws.client("lambda")
-    pushed: list[tuple[str, Any]] = []
-    record = lambda params, **_: pushed.append((params["ConnectionId"], json.loads(params["Data"])))  # noqa: E731
-    management.meta.events.register("before-parameter-build.apigatewaymanagementapi.PostToConnection", record)
+    fake = FakeAws().start().use()
     try:
-        with Stubber(management) as push_stub, Stubber(lambda_) as lambda_stub:
-            for _ in range(2):
-                push_stub.add_response("post_to_connection", {}, {"ConnectionId": ANY, "Data": ANY})
-            lambda_stub.add_response(
-                "invoke", {"StatusCode": 202}, {"FunctionName": "DispatchFunction", "InvocationType": "Event", "Payload": ANY}
-            )
-            assert reply(invoke("sendMessage", first, body=body)) is None  # the ack is the push
-            push_stub.assert_no_pending_responses()
-            lambda_stub.assert_no_pending_responses()
-
-            # A repeat pushes nothing (the Stubbers would refuse a call): the sender gets its ack back.
-            again = reply(invoke("sendMessage", second, body=body))
-            clash = reply(invoke("sendMessage", second, body={**body, "content": "Something else"}))
+        assert reply(invoke("sendMessage", first, body=body)) is None  # the ack is the push
+        assert fake.invoked_functions == ["DispatchFunction"]
+        # A repeat pushes nothing: the sender gets its ack back.
+        again = reply(invoke("sendMessage", second, body=body))
+        clash = reply(invoke("sendMessage", second, body={**body, "content": "Something else"}))
     finally:
-        management.meta.events.unregister("before-parameter-build.apigatewaymanagementapi.PostToConnection", record)
-        bitworks.aws.reset_clients()
-
+        fake.stop()
+    assert fake.invoked_functions == ["DispatchFunction"] and len(fake.pushes) == 2
+    pushed = fake.pushes
     assert sorted(c for c, _ in pushed) == sorted([first, second])
     events = [e for _, e in pushed]
     assert events[0] == events[1] and events[0]["type"] == "message.created"

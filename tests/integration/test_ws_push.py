@@ -1,40 +1,23 @@
-"""bitworks.realtime: concurrent fan-out through the Management API (botocore Stubber), 410 cleanup,
+"""bitworks.realtime: concurrent fan-out through the Management API (a real local endpoint), 410 cleanup,
 disconnecting users."""
 
 from __future__ import annotations
 
-import threading
 import uuid
 from typing import Any
 
 import pytest
-from botocore.stub import ANY, Stubber
 from sqlalchemy import text
 
 
 @pytest.fixture
-def management() -> Any:
-    """The container's one management client, stubbed; records the ConnectionIds it was asked for."""
-    import bitworks.aws
-    from bitworks import realtime
+def management(db: Any) -> Any:
+    """The Management API as a real local endpoint (tests.support.fake_aws); records every call."""
+    from tests.support.fake_aws import FakeAws
 
-    bitworks.aws.reset_clients()
-    client = realtime._client()
-    assert realtime._client() is client  # created once, reused
-    calls: list[tuple[str, str]] = []
-    lock = threading.Lock()
-
-    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
-        with lock:
-            calls.append((model.name, params["ConnectionId"]))
-
-    client.meta.events.register("before-parameter-build.apigatewaymanagementapi", record)
-    with Stubber(client) as stub:
-        stub.calls = calls  # type: ignore[attr-defined]
-        yield stub
-        stub.assert_no_pending_responses()
-    client.meta.events.unregister("before-parameter-build.apigatewaymanagementapi", record)
-    bitworks.aws.reset_clients()
+    fake = FakeAws().start().use()
+    yield fake
+    fake.stop()
 
 
 def add_connections(user: Any, *ids: str) -> None:
@@ -60,18 +43,16 @@ def test_fan_out_deletes_the_gone_connection_and_delivers_to_the_others(factory,
     cid = event["conversation_id"].encode()
     data = b'{"type":"typing","conversation_id":"' + cid + b'","state":"on","note":"\xc3\xbcn\xc3\xafcode"}'
 
-    # Sends run concurrently, so which call meets the 410 is not fixed: every call must carry the
-    # exact bytes, exactly one answers Gone, and whichever it was loses its row.
-    management.add_response("post_to_connection", {}, {"ConnectionId": ANY, "Data": data})
-    management.add_client_error("post_to_connection", "GoneException", "gone", 410, expected_params={"ConnectionId": ANY, "Data": data})
-    management.add_response("post_to_connection", {}, {"ConnectionId": ANY, "Data": data})
+    # Sends run concurrently: every call must carry the exact bytes, the gone one loses its row.
+    management.gone.add("b=")
 
     with session_scope() as session:
         result = realtime.push_to_users(session, [owner.id], event)
 
-    assert sorted(c for _, c in management.calls) == ["a=", "b=", "c="]
-    assert result.sent == 2 and result.failed == [] and len(result.gone) == 1
-    assert connection_ids(db) == {"a=", "b=", "c="} - set(result.gone)
+    assert sorted(management.raw_pushes) == [("a=", data), ("c=", data)]
+    assert result.sent == 2 and result.failed == [] and result.gone == ["b="]
+    assert connection_ids(db) == {"a=", "c="}
+    assert management.unsigned == []
 
 
 def test_push_to_conversation_reaches_owner_and_subscribers_only(factory, db, management):
@@ -90,12 +71,10 @@ def test_push_to_conversation_reaches_owner_and_subscribers_only(factory, db, ma
         session.flush()
         session.add(Subscription(connection_id="adm-1=", conversation_id=conversation.id))
 
-    for _ in range(3):
-        management.add_response("post_to_connection", {}, {"ConnectionId": ANY, "Data": b'{"type":"pong"}'})
     with session_scope() as session:
         result = realtime.push_to_conversation(session, conversation, {"type": "pong"})
     assert result.sent == 3
-    assert sorted(c for _, c in management.calls) == ["adm-1=", "own-1=", "own-2="]
+    assert sorted(management.raw_pushes) == [(c, b'{"type":"pong"}') for c in ("adm-1=", "own-1=", "own-2=")]
 
 
 def test_a_failing_send_is_reported_not_deleted(factory, db, management):
@@ -103,9 +82,10 @@ def test_a_failing_send_is_reported_not_deleted(factory, db, management):
 
     owner = factory.user(factory.client())
     add_connections(owner, "slow=")
-    management.add_client_error("post_to_connection", "LimitExceededException", "slow down", 429)
+    management.failing["slow="] = 429
     assert realtime.push_to_connection("slow=", {"type": "pong"}) is False
     assert connection_ids(db) == {"slow="}
+    assert management.requests == 3  # throttling is retried (bounded), then reported
 
 
 def test_push_to_connection_with_a_session_deletes_a_gone_row(factory, db, management):
@@ -114,7 +94,7 @@ def test_push_to_connection_with_a_session_deletes_a_gone_row(factory, db, manag
 
     owner = factory.user(factory.client())
     add_connections(owner, "gone=", "kept=")
-    management.add_client_error("post_to_connection", "GoneException", "gone", 410)
+    management.gone.add("gone=")
     with session_scope() as session:
         assert realtime.push_to_connection("gone=", {"type": "pong"}, session=session) is False
     assert connection_ids(db) == {"kept="}
@@ -128,15 +108,14 @@ def test_disconnect_users_deletes_rows_and_closes_sockets(factory, db, managemen
     leaving, staying = factory.user(client), factory.user(client, "admin")
     add_connections(leaving, "l-1=", "l-2=")
     add_connections(staying, "s-1=")
-    for _ in range(2):
-        management.add_response("delete_connection", {}, {"ConnectionId": ANY})
     with session_scope() as session:
         assert realtime.disconnect_users(session, [leaving.id]) == 2
-    assert sorted(management.calls) == [("DeleteConnection", "l-1="), ("DeleteConnection", "l-2=")]
+    assert sorted(management.deleted) == ["l-1=", "l-2="]
     assert connection_ids(db) == {"s-1="}
-    # Nobody connected: no call at all (the Stubber would fail on an unexpected one).
+    # Nobody connected: no call at all.
     with session_scope() as session:
         assert realtime.disconnect_users(session, [leaving.id]) == 0
+    assert management.requests == 2
 
 
 def test_disconnect_users_tolerates_sockets_already_gone(factory, db, management):
@@ -145,9 +124,10 @@ def test_disconnect_users_tolerates_sockets_already_gone(factory, db, management
 
     user = factory.user(factory.client())
     add_connections(user, "x=")
-    management.add_client_error("delete_connection", "GoneException", "gone", 410)
+    management.gone.add("x=")
     with session_scope() as session:
         assert realtime.disconnect_users(session, [user.id]) == 1
+    assert management.deleted == ["x="]
     assert connection_ids(db) == set()
 
 

@@ -2,10 +2,9 @@
 
 - `N8nStub`: a real HTTP server on 127.0.0.1 standing in for an n8n webhook. Each request takes
   the next scripted answer (or the default) and is recorded with its headers and exact body.
-- `AwsRecorder`: botocore Stubbers on the layer's own lazily created clients (Lambda and the
-  API Gateway Management API). A `provide-client-params` hook (emitted before the Stubber checks
-  its queue) records each call's parameters and queues the matching stubbed answer: `invoke`
-  succeeds, `post_to_connection` succeeds or, for connections in `gone`, raises GoneException 410.
+- `AwsRecorder`: a real HTTP endpoint for Lambda Invoke and the API Gateway Management API
+  (tests.support.fake_aws): invokes answer 202, posts 200 or, for connections in `gone`, 410
+  GoneException; everything is recorded.
 
 Test modules load this as a plugin (pytest_plugins) after importing helpers from it, so pytest's
 assertion rewriting is off here (PYTEST_DONT_REWRITE); its asserts carry explicit messages.
@@ -23,6 +22,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
+from tests.support.fake_aws import FakeAws
 
 
 @dataclass
@@ -137,81 +138,14 @@ def closed_port_url() -> str:
     return f"http://127.0.0.1:{port}/webhook/none"
 
 
-class AwsRecorder:
-    """Stubbers on bitworks.aws.client("lambda") and on the Management API client that
-    bitworks.realtime uses; records invokes (payload dicts) and pushes (connection, event)."""
-
-    def __init__(self) -> None:
-        from botocore.stub import Stubber
-
-        from bitworks.aws import client
-        from bitworks.realtime import management_endpoint
-
-        self.invokes: list[dict[str, Any]] = []
-        self.invoked_functions: list[str] = []
-        self.pushes: list[tuple[str, dict[str, Any]]] = []
-        self.deleted: list[str] = []
-        self.gone: set[str] = set()
-        self._lambda = client("lambda")
-        self._mgmt = client("apigatewaymanagementapi", endpoint_url=management_endpoint())
-        self._stubs = [Stubber(self._lambda), Stubber(self._mgmt)]
-        self._locks = [threading.Lock(), threading.Lock()]
-        self._hooks: list[tuple[Any, str, Callable[..., Any]]] = []
-
-    def _hook(self, index: int, event: str, operation: str, on_params: Callable[[dict[str, Any]], None]) -> None:
-        lock = self._locks[index]
-        events = (self._lambda if index == 0 else self._mgmt).meta.events
-
-        def before(params: dict[str, Any], **_: Any) -> None:
-            lock.acquire()  # released after the call: the queued answer is this call's own
-            on_params(params)
-
-        def after(**_: Any) -> None:
-            lock.release()
-
-        for name, fn in ((f"provide-client-params.{event}.{operation}", before), (f"after-call.{event}.{operation}", after)):
-            events.register(name, fn)
-            self._hooks.append((events, name, fn))
+class AwsRecorder(FakeAws):
+    """The AWS side of a turn: a real local HTTP endpoint (tests.support.fake_aws) that the layer's
+    Lambda invokes and @connections posts go to; records invokes (payload dicts) and pushes."""
 
     def start(self) -> AwsRecorder:
-        lam, mgmt = self._stubs
-
-        def on_invoke(params: dict[str, Any]) -> None:
-            self.invoked_functions.append(params["FunctionName"])
-            self.invokes.append(json.loads(params["Payload"]))
-            lam.add_response("invoke", {"StatusCode": 202})
-
-        def on_push(params: dict[str, Any]) -> None:
-            connection_id = params["ConnectionId"]
-            if connection_id in self.gone:
-                mgmt.add_client_error("post_to_connection", "GoneException", "gone", 410)
-            else:
-                self.pushes.append((connection_id, json.loads(params["Data"])))
-                mgmt.add_response("post_to_connection", {})
-
-        def on_delete(params: dict[str, Any]) -> None:
-            self.deleted.append(params["ConnectionId"])
-            mgmt.add_client_error("delete_connection", "GoneException", "gone", 410)
-
-        self._hook(0, "lambda", "Invoke", on_invoke)
-        self._hook(1, "apigatewaymanagementapi", "PostToConnection", on_push)
-        self._hook(1, "apigatewaymanagementapi", "DeleteConnection", on_delete)
-        for stub in self._stubs:
-            stub.activate()
+        super().start()
+        self.use()
         return self
-
-    def stop(self) -> None:
-        for events, name, fn in self._hooks:
-            events.unregister(name, fn)
-        for stub in self._stubs:
-            stub.deactivate()
-
-    def events(self, connection_id: str) -> list[dict[str, Any]]:
-        return [event for cid, event in self.pushes if cid == connection_id]
-
-    def take_invokes(self) -> list[dict[str, Any]]:
-        taken, self.invokes[:] = list(self.invokes), []
-        return taken
 
 
 class ChatScenario:

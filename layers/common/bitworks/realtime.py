@@ -12,6 +12,7 @@ Interface used across the layer (keep these signatures):
 Sends run concurrently; a connection that answers 410 Gone is deleted while the others still receive.
 The endpoint is built from the API id, region and stage (not domainName, wrong behind a custom
 domain); WS_MANAGEMENT_ENDPOINT or boto3's AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI override it.
+The calls themselves go through bitworks.awscall (signed by hand; no boto3 on this path).
 """
 
 from __future__ import annotations
@@ -50,12 +51,6 @@ def management_endpoint() -> str:
     return f"https://{settings.websocket_api_id}.execute-api.{settings.aws_region}.amazonaws.com/{settings.websocket_stage}"
 
 
-def _client() -> Any:
-    from bitworks.aws import client
-
-    return client("apigatewaymanagementapi", endpoint_url=management_endpoint())
-
-
 def _pool() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
@@ -65,21 +60,15 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
-def _is_gone(exc: Exception) -> bool:
-    # GoneException from AWS; any 410 from another endpoint (the local emulator) means the same.
-    response = getattr(exc, "response", None) or {}
-    code = (response.get("Error") or {}).get("Code")
-    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
-    return code == "GoneException" or status == 410
+def _send(endpoint: str, connection_id: str, data: bytes) -> str:
+    from bitworks.awscall import GoneError, post_to_connection
 
-
-def _send(client: Any, connection_id: str, data: bytes) -> str:
     try:
-        client.post_to_connection(ConnectionId=connection_id, Data=data)
+        post_to_connection(endpoint, connection_id, data)
         return "sent"
+    except GoneError:
+        return "gone"
     except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the others
-        if _is_gone(exc):
-            return "gone"
         from bitworks.api import logger
 
         logger.warning("push failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
@@ -92,11 +81,11 @@ def push_to_connections(session: Session | None, connection_ids: Iterable[str], 
     if not ids:
         return result
     data = dumps(event).encode()
-    client = _client()  # one client per container (bitworks.aws caches it), shared by the threads
+    endpoint = management_endpoint()
     if len(ids) == 1:
-        outcomes = [_send(client, ids[0], data)]
+        outcomes = [_send(endpoint, ids[0], data)]
     else:
-        outcomes = list(_pool().map(lambda c: _send(client, c, data), ids))
+        outcomes = list(_pool().map(lambda c: _send(endpoint, c, data), ids))
     for connection_id, outcome in zip(ids, outcomes, strict=True):
         if outcome == "sent":
             result.sent += 1
@@ -160,18 +149,7 @@ def disconnect_users(session: Session, user_ids: Iterable[uuid.UUID]) -> int:
     if not ids:
         return 0
     session.execute(delete(Connection).where(Connection.connection_id.in_(ids)))
-    client = _client()
-
-    def close(connection_id: str) -> None:
-        try:
-            client.delete_connection(ConnectionId=connection_id)
-        except Exception as exc:  # noqa: BLE001 - the row is gone either way; an already closed socket is fine
-            if not _is_gone(exc):
-                from bitworks.api import logger
-
-                logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
-
-    list(_pool().map(close, ids))
+    _close_all(ids)
     return len(ids)
 
 
@@ -180,15 +158,22 @@ def close_connections(connection_ids: Iterable[str]) -> None:
     ids = list(dict.fromkeys(connection_ids))
     if not ids:
         return
-    client = _client()
+    _close_all(ids)
+
+
+def _close_all(connection_ids: list[str]) -> None:
+    from bitworks.awscall import GoneError, delete_connection
+
+    endpoint = management_endpoint()
 
     def close(connection_id: str) -> None:
         try:
-            client.delete_connection(ConnectionId=connection_id)
-        except Exception as exc:  # noqa: BLE001 - a socket API Gateway already dropped is the usual case
-            if not _is_gone(exc):
-                from bitworks.api import logger
+            delete_connection(endpoint, connection_id)
+        except GoneError:
+            pass  # API Gateway already dropped it: the usual case for stale rows
+        except Exception as exc:  # noqa: BLE001 - the row is gone either way
+            from bitworks.api import logger
 
-                logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
+            logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
 
-    list(_pool().map(close, ids))
+    list(_pool().map(close, connection_ids))

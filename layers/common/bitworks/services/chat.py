@@ -131,10 +131,9 @@ def invoke_dispatch(message_id: uuid.UUID, turn_id: uuid.UUID, function_name: st
     if not name:
         _logger().warning("no dispatch function configured; the sweeper will expire the turn", extra={"message_id": str(message_id)})
         return
-    from bitworks.aws import client
+    from bitworks.awscall import invoke_event
 
-    payload = json.dumps({"message_id": str(message_id), "turn_id": str(turn_id)}).encode()
-    client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=payload)
+    invoke_event(name, json.dumps({"message_id": str(message_id), "turn_id": str(turn_id)}).encode())
 
 
 def _push_events(conversation_id: uuid.UUID, events: list[dict[str, Any]], mark_pushed: uuid.UUID | None = None) -> None:

@@ -82,13 +82,9 @@ def start(session: Session, principal: Principal, body: ImportIn) -> dict[str, A
 
 
 def _invoke_worker(job_id: uuid.UUID) -> None:
-    from bitworks.aws import client
+    from bitworks.awscall import invoke_event
 
-    client("lambda").invoke(
-        FunctionName=get_settings().import_function_name,
-        InvocationType="Event",
-        Payload=json.dumps({"job_id": str(job_id)}).encode(),
-    )
+    invoke_event(str(get_settings().import_function_name), json.dumps({"job_id": str(job_id)}).encode())
 
 
 def get(session: Session, principal: Principal, job_id: uuid.UUID) -> dict[str, Any]:
