@@ -75,7 +75,7 @@ def _envelope(spec: Any, ref: dict[str, Any]) -> dict[str, Any]:
             "required": ["items", "next_cursor"],
             "properties": {"items": {"type": "array", "items": ref}, "next_cursor": {"type": ["string", "null"]}},
         }
-    noun = re.sub(r"(?<!^)(?=[A-Z])", "_", spec.response.__name__.removesuffix("Out")).lower()
+    noun = re.sub(r"(?<!^)(?=[A-Z])", "_", spec.response_model.__name__.removesuffix("Out")).lower()
     return {"type": "object", "required": [noun], "properties": {noun: ref}}
 
 
@@ -114,7 +114,7 @@ def build() -> dict[str, Any]:
             }
         ok: dict[str, Any] = {"description": STATUS_TEXT.get(spec.status, "OK")}
         if spec.response is not None and spec.status != 204:
-            ok["content"] = {"application/json": {"schema": _envelope(spec, _schema(spec.response, components))}}
+            ok["content"] = {"application/json": {"schema": _envelope(spec, _schema(spec.response_model, components))}}
         operation["responses"][str(spec.status)] = ok
         codes = set(spec.errors)
         if spec.body is not None:

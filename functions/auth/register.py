@@ -1,11 +1,11 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import RegisterIn, UserOut
+from bitworks.schemas import RegisterIn
 from bitworks.services import auth
 
 app = HttpApp()
 
 
-@app.route("POST", "/auth/register", status=201, auth=False, body=RegisterIn, response=UserOut, errors_=(403, 404, 409))
+@app.route("POST", "/auth/register", status=201, auth=False, body=RegisterIn, response="UserOut", errors_=(403, 404, 409))
 def register(req: Request) -> dict:
     """Sign up as a user of a client that allows signup."""
     return auth.register(req.session, req.body)

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ContextIn, ContextOut
+from bitworks.schemas import ContextIn
 from bitworks.services import context
 
 app = HttpApp()
@@ -10,7 +10,7 @@ app = HttpApp()
     "/conversations/{conversation_id}/context",
     status=201,
     body=ContextIn,
-    response=ContextOut,
+    response="ContextOut",
     errors_=(401, 404, 409, 422),
 )
 def create_context(req: Request) -> dict:

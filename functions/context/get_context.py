@@ -1,5 +1,4 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ContextOut
 from bitworks.services import context
 
 app = HttpApp()
@@ -8,7 +7,7 @@ app = HttpApp()
 @app.route(
     "GET",
     "/conversations/{conversation_id}/context",
-    response=ContextOut,
+    response="ContextOut",
     errors_=(401, 403, 404, 422),
     scope="context:read",
 )

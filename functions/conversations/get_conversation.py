@@ -1,5 +1,4 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ConversationOut
 from bitworks.services import conversations
 
 app = HttpApp()
@@ -8,7 +7,7 @@ app = HttpApp()
 @app.route(
     "GET",
     "/conversations/{conversation_id}",
-    response=ConversationOut,
+    response="ConversationOut",
     errors_=(401, 403, 404, 422),
     scope="conversations:read",
 )

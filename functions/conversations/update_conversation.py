@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ConversationOut, ConversationUpdateIn
+from bitworks.schemas import ConversationUpdateIn
 from bitworks.services import conversations
 
 app = HttpApp()
@@ -9,7 +9,7 @@ app = HttpApp()
     "PUT",
     "/conversations/{conversation_id}",
     body=ConversationUpdateIn,
-    response=ConversationOut,
+    response="ConversationOut",
     errors_=(401, 404, 422),
 )
 def update_conversation(req: Request) -> dict:

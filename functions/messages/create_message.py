@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Reply, Request
-from bitworks.schemas import MessageCreateIn, MessageOut
+from bitworks.schemas import MessageCreateIn
 from bitworks.services import chat
 
 app = HttpApp()
@@ -10,7 +10,7 @@ app = HttpApp()
     "/conversations/{conversation_id}/messages",
     status=201,
     body=MessageCreateIn,
-    response=MessageOut,
+    response="MessageOut",
     errors_=(400, 401, 403, 404, 409, 413, 422, 429),
 )
 def create_message(req: Request) -> dict | Reply:

@@ -1,5 +1,4 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import MessageOut
 from bitworks.services import history
 
 app = HttpApp()
@@ -10,7 +9,7 @@ MAX_SEQ = 2**63 - 1
 @app.route(
     "GET",
     "/conversations/{conversation_id}/messages",
-    response=MessageOut,
+    response="MessageOut",
     query=("limit", "before", "after"),
     errors_=(401, 403, 404, 422),
     scope="messages:read",

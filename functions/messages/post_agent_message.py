@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Reply, Request
-from bitworks.schemas import AgentMessageIn, MessageOut
+from bitworks.schemas import AgentMessageIn
 from bitworks.services import chat
 
 app = HttpApp()
@@ -10,7 +10,7 @@ app = HttpApp()
     "/conversations/{conversation_id}/agent-messages",
     status=201,
     body=AgentMessageIn,
-    response=MessageOut,
+    response="MessageOut",
     errors_=(403, 404, 409),
     scope="messages:write",
 )

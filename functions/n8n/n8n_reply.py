@@ -1,11 +1,11 @@
 from bitworks.api import HttpApp, Reply, Request
-from bitworks.schemas import MessageOut, ReplyIn
+from bitworks.schemas import ReplyIn
 from bitworks.services import chat
 
 app = HttpApp()
 
 
-@app.route("POST", "/n8n/replies", status=201, auth=False, body=ReplyIn, response=MessageOut, errors_=(400, 401, 409, 413, 422))
+@app.route("POST", "/n8n/replies", status=201, auth=False, body=ReplyIn, response="MessageOut", errors_=(400, 401, 409, 413, 422))
 def n8n_reply(req: Request) -> dict | Reply:
     """n8n's callback with the reply token it was sent: stores and pushes the assistant reply."""
     # The reply token, not a user JWT: checked before the body is even parsed.

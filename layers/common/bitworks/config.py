@@ -1,16 +1,19 @@
-"""Settings, read once from the environment and validated with pydantic.
+"""Settings, read once from the environment and validated.
 
 A missing or malformed variable raises ConfigError with one line naming the variable, so a cold
 start (or `make dev`) fails with a readable message instead of a traceback from SQLAlchemy.
+
+Plain dataclass parsing, not pydantic: every function reads its settings on its first request,
+and pydantic's model machinery costs ~40 ms of import that routes without a request body (GETs,
+DELETEs, the WebSocket handlers) otherwise never pay.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
-
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 
 # field name -> environment variable
 _ENV = {
@@ -52,9 +55,98 @@ class ConfigError(RuntimeError):
     """A setting is missing or malformed; the message names the variable."""
 
 
-class Settings(BaseModel):
-    model_config = {"frozen": True}
+class SecretStr:
+    """A secret that does not print itself (in logs, reprs or tracebacks)."""
 
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class _Invalid(ValueError):
+    pass
+
+
+def _bounded(kind: type, low: float | None = None, high: float | None = None, above: float | None = None) -> Any:
+    def parse(raw: str) -> Any:
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise _Invalid(f"must be {'an integer' if kind is int else 'a number'}") from None
+        if above is not None and not value > above:
+            raise _Invalid(f"must be greater than {above}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise _Invalid(f"must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+def _boolean(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise _Invalid("must be true or false")
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgresql+pg8000://", "postgres://")):
+        raise _Invalid("must start with postgresql:// (Postgres only)")
+    return raw
+
+
+def _jwt_secret(raw: str) -> SecretStr:
+    if len(raw.encode()) < 32:
+        raise _Invalid("must be at least 32 bytes (HS256)")
+    return SecretStr(raw)
+
+
+def _scrypt_n(raw: str) -> int:
+    value = int(_bounded(int, 2**4, 2**17)(raw))
+    if value & (value - 1):
+        raise _Invalid("must be a power of two")
+    return value
+
+
+# Fields whose environment value is not a plain string.
+_PARSERS: dict[str, Any] = {
+    "database_url": _database_url,
+    "db_proxy": _boolean,
+    "db_pool_size": _bounded(int, 1, 50),
+    "db_ping_after_seconds": _bounded(float, 0, 3600),
+    "jwt_secret": _jwt_secret,
+    "access_token_ttl": _bounded(int, 60, 86400 * 7),
+    "scrypt_n": _scrypt_n,
+    "n8n_connect_timeout": _bounded(float, high=30, above=0),
+    "n8n_read_timeout": _bounded(float, high=900, above=0),
+    "n8n_max_attempts": _bounded(int, 1, 10),
+    "n8n_backoff_base": _bounded(float, 0, 30),
+    "reply_token_ttl": _bounded(int, 5, 3600),
+    "login_max_failures": _bounded(int, 1, 1000),
+    "login_ip_max_failures": _bounded(int, 1, 100000),
+    "default_message_rate": _bounded(int, 1, 10000),
+}
+
+
+@dataclass(frozen=True)
+class Settings:
     stage: str = "local"
     database_url: str | None = None
     db_secret_arn: str | None = None
@@ -62,22 +154,22 @@ class Settings(BaseModel):
     db_name: str | None = None
     db_ssl_ca_file: str | None = None
     db_proxy: bool = False
-    db_pool_size: int = Field(1, ge=1, le=50)
+    db_pool_size: int = 1
     # A pooled connection idle longer than this gets a SELECT 1 before use (see bitworks.db).
-    db_ping_after_seconds: float = Field(30.0, ge=0, le=3600)
+    db_ping_after_seconds: float = 30.0
     jwt_secret: SecretStr | None = None
     jwt_secret_arn: str | None = None
     jwt_issuer: str = "bitworks-message"
     jwt_audience: str = "bitworks-message-api"
-    access_token_ttl: int = Field(3600, ge=60, le=86400 * 7)
+    access_token_ttl: int = 3600
     # OWASP scrypt: N=2^14, r=8, p=5 (16 MiB). Lower only outside production (tests).
-    scrypt_n: int = Field(2**14, ge=2**4, le=2**17)
+    scrypt_n: int = 2**14
     n8n_default_webhook_url: str | None = None
-    n8n_connect_timeout: float = Field(3.05, gt=0, le=30)
-    n8n_read_timeout: float = Field(25.0, gt=0, le=900)
-    n8n_max_attempts: int = Field(3, ge=1, le=10)
-    n8n_backoff_base: float = Field(0.5, ge=0, le=30)
-    reply_token_ttl: int = Field(120, ge=5, le=3600)
+    n8n_connect_timeout: float = 3.05
+    n8n_read_timeout: float = 25.0
+    n8n_max_attempts: int = 3
+    n8n_backoff_base: float = 0.5
+    reply_token_ttl: int = 120
     public_api_url: str | None = None
     dispatch_function_name: str | None = None
     import_function_name: str | None = None
@@ -85,61 +177,36 @@ class Settings(BaseModel):
     websocket_stage: str = "prod"
     ws_management_endpoint: str | None = None
     aws_region: str = "us-east-1"
-    login_max_failures: int = Field(5, ge=1, le=1000)
-    login_ip_max_failures: int = Field(50, ge=1, le=100000)
-    default_message_rate: int = Field(20, ge=1, le=10000)
+    login_max_failures: int = 5
+    login_ip_max_failures: int = 50
+    default_message_rate: int = 20
 
-    @field_validator("database_url")
-    @classmethod
-    def _db_url_scheme(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("postgresql://", "postgresql+pg8000://", "postgres://")):
-            raise ValueError("must start with postgresql:// (Postgres only)")
-        return value or None
-
-    @field_validator("jwt_secret")
-    @classmethod
-    def _jwt_secret_length(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < 32:
-            raise ValueError("must be at least 32 bytes (HS256)")
-        return value
-
-    @field_validator("scrypt_n")
-    @classmethod
-    def _power_of_two(cls, value: int) -> int:
-        if value & (value - 1):
-            raise ValueError("must be a power of two")
-        return value
-
-    @model_validator(mode="after")
-    def _sources(self) -> Settings:
+    def __post_init__(self) -> None:
         if not self.database_url and not self.db_secret_arn:
-            raise ValueError("DATABASE_URL or DB_SECRET_ARN: one of them must be set")
+            raise ConfigError("configuration error: DATABASE_URL or DB_SECRET_ARN: one of them must be set")
         if self.jwt_secret is None and not self.jwt_secret_arn:
-            raise ValueError("JWT_SECRET or JWT_SECRET_ARN: one of them must be set")
+            raise ConfigError("configuration error: JWT_SECRET or JWT_SECRET_ARN: one of them must be set")
         if self.stage == "prod" and self.scrypt_n < 2**14:
-            raise ValueError("PASSWORD_SCRYPT_N: must be at least 16384 in prod")
-        return self
+            raise ConfigError("configuration error: PASSWORD_SCRYPT_N: must be at least 16384 in prod")
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
-    name = _ENV.get(field, field)
-    message = str(first["msg"]).removeprefix("Value error, ")
-    return f"{name}: {message}" if name else message
+_FIELDS = frozenset(f.name for f in fields(Settings))
+assert _FIELDS == set(_ENV), "every setting has exactly one environment variable"
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
-    for field, var in _ENV.items():
-        value = env.get(var)
-        if value is not None and value != "":
-            raw[field] = value
-    try:
-        return Settings(**raw)
-    except ValidationError as exc:
-        raise ConfigError(f"configuration error: {_describe(exc)}") from None
+    values: dict[str, Any] = {}
+    for name, var in _ENV.items():
+        raw = env.get(var)
+        if raw is None or raw == "":
+            continue
+        parse = _PARSERS.get(name)
+        try:
+            values[name] = parse(raw) if parse else raw
+        except _Invalid as exc:
+            raise ConfigError(f"configuration error: {var}: {exc}") from None
+    return Settings(**values)
 
 
 @lru_cache(maxsize=1)

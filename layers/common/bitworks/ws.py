@@ -23,15 +23,17 @@ import binascii
 import json
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from bitworks import errors
 from bitworks.access import Principal
 from bitworks.jsonutil import dumps
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 # Same service as bitworks.api's logger (Powertools shares it), without importing the HTTP resolver.
 logger = Logger(service="bitworks")
@@ -159,6 +161,8 @@ class WsRequest:
 
     def model(self, model: type[BaseModel], *, exclude: tuple[str, ...] = ("action",)) -> Any:
         """Validate the message's fields (minus routing fields) strictly, like an HTTP body."""
+        from pydantic import ValidationError
+
         fields = {k: v for k, v in self.data.items() if k not in exclude}
         try:
             return model.model_validate(fields, strict=True)

@@ -12,7 +12,7 @@ import hmac
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -21,7 +21,9 @@ from bitworks import pagination
 from bitworks.access import Principal, acting_client_id, require_admin, require_user
 from bitworks.errors import NotFound, Unauthorized, ValidationFailed
 from bitworks.models import ApiKey
-from bitworks.schemas import ApiKeyCreateIn
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import ApiKeyCreateIn
 
 PREFIX = "bwk_"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write a row on every request

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +17,9 @@ from bitworks.auth import decode_access_token, dummy_hash, hash_password, issue_
 from bitworks.config import get_settings
 from bitworks.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
 from bitworks.models import Client, User, WsTicket
-from bitworks.schemas import LoginIn, PasswordChangeIn, RegisterIn
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import LoginIn, PasswordChangeIn, RegisterIn
 
 LOGIN_WINDOW = 15 * 60
 TICKET_TTL = 60

@@ -23,7 +23,7 @@ import json
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +35,9 @@ from bitworks.config import Settings, get_settings
 from bitworks.errors import Conflict, Forbidden, NotFound, Unauthorized
 from bitworks.jsonutil import dumps, iso
 from bitworks.models import Client, Connection, Context, Conversation, Message, Template, WsTicket
-from bitworks.schemas import AgentMessageIn, ReplyIn
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import AgentMessageIn, ReplyIn
 
 RATE_WINDOW_SECONDS = 60
 TURN_MARGIN_SECONDS = 30  # async-invoke queueing and clock slack on top of the delivery budget

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -16,7 +16,9 @@ from bitworks.auth import new_secret
 from bitworks.errors import Conflict, NotFound
 from bitworks.models import Client, User
 from bitworks.pagination import keyset_desc
-from bitworks.schemas import ClientCreateIn, ClientUpdateIn
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import ClientCreateIn, ClientUpdateIn
 
 _SLUG_TAKEN = "slug: already used by another client"
 

@@ -5,7 +5,7 @@ turn would see. `context_window_messages` is the one query for that window (HTTP
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -16,7 +16,9 @@ from bitworks.access import Principal, visible_conversation
 from bitworks.errors import Conflict, NotFound, ValidationFailed
 from bitworks.jsonutil import dumps
 from bitworks.models import Context, Message
-from bitworks.schemas import ContextIn
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import ContextIn
 
 DEFAULT_WINDOW = 10
 MAX_PARAMETERS_BYTES = 64 * 1024  # travels in every n8n payload

@@ -8,7 +8,7 @@ an unknown one, or another client's, is a 422 on `template_id` (existence is not
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, literal, select, tuple_
 from sqlalchemy.orm import Session
@@ -17,8 +17,10 @@ from bitworks import outbox, pagination, views
 from bitworks.access import Principal, acting_client_id, require_user, visible_conversation, visible_user
 from bitworks.errors import Forbidden, NotFound, ValidationFailed
 from bitworks.models import Context, Conversation, Template
-from bitworks.schemas import ConversationCreateIn, ConversationUpdateIn
 from bitworks.services.context import check_parameters, check_text
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import ConversationCreateIn, ConversationUpdateIn
 
 
 def _check_template(session: Session, client_id: uuid.UUID, template_id: uuid.UUID) -> None:

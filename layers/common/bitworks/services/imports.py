@@ -13,9 +13,8 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -26,10 +25,14 @@ from bitworks.config import get_settings
 from bitworks.db import session_scope
 from bitworks.errors import NotFound, UpstreamError, ValidationFailed, validation_details
 from bitworks.models import ImportJob, Template, User
-from bitworks.schemas import ImportIn, ImportTemplateRow, ImportUserRow
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from pydantic import BaseModel
+
+    from bitworks.schemas import ImportIn, ImportTemplateRow, ImportUserRow
 
 MAX_ROWS = 1000
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 
 def job_view(row: ImportJob) -> dict[str, Any]:
@@ -144,6 +147,8 @@ def _error(row: int, kind: str, field: str, message: str) -> dict[str, Any]:
 
 def _parse(model: type[M], kind: str, rows: list[Any], errors: list[dict[str, Any]]) -> list[M | None]:
     """One entry per row (None where invalid), so indexes stay those of the file."""
+    from pydantic import ValidationError
+
     parsed: list[M | None] = []
     for index, raw in enumerate(rows):
         try:
@@ -158,6 +163,8 @@ def validate(
     session: Session, client_id: uuid.UUID, payload: dict[str, Any]
 ) -> tuple[list[ImportUserRow | None], list[ImportTemplateRow | None], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
+    from bitworks.schemas import ImportTemplateRow, ImportUserRow
+
     users = _parse(ImportUserRow, "users", list(payload.get("users") or []), errors)
     templates = _parse(ImportTemplateRow, "templates", list(payload.get("templates") or []), errors)
 

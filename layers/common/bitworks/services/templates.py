@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -15,7 +15,9 @@ from bitworks.access import Principal, acting_client_id, require_admin, require_
 from bitworks.errors import Conflict, NotFound
 from bitworks.models import Template
 from bitworks.pagination import keyset_desc
-from bitworks.schemas import TemplateCreateIn, TemplateUpdateIn
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import TemplateCreateIn, TemplateUpdateIn
 
 _NAME_TAKEN = "name: a template of this client already has this name"
 

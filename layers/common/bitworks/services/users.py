@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +25,9 @@ from bitworks.auth import hash_password
 from bitworks.errors import Conflict, Forbidden
 from bitworks.models import Conversation, User
 from bitworks.pagination import keyset_desc
-from bitworks.schemas import UserCreateIn, UserUpdateIn
+
+if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
+    from bitworks.schemas import UserCreateIn, UserUpdateIn
 
 _EMAIL_TAKEN = "email: already used in this client"
 
