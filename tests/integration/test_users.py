@@ -140,7 +140,12 @@ def test_update_rules_and_revocation(api_client, factory, db):
 
     before = snapshot(db)
     assert api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"role": "admin", "display_name": "Boss"})[0] == 403
-    assert api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"email": "PEER@example.com"})[0] == 409
+    taken = {"email": "PEER@example.com", "current_password": user.password}
+    assert api_client.call("PUT", f"/users/{user.id}", token=t_user, body=taken)[0] == 409
+    # its own email only with its password: a stolen token alone must not move the account away
+    for extra, message in (({}, "required to change your own email"), ({"current_password": "wrong guess"}, "incorrect")):
+        status, answer, _ = api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"email": "thief@example.com", **extra})
+        assert status == 422 and answer["error"]["details"] == [{"field": "current_password", "message": message}], answer
     # its own password only through PUT /auth/password (which asks for the current one)
     assert api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"password": "taken-over-1"})[0] == 403
     for bad in ({"role": "superadmin"}, {"password": "short"}, {"email": 3}, {"nickname": "x"}, {"display_name": ["x"]}):
@@ -150,7 +155,8 @@ def test_update_rules_and_revocation(api_client, factory, db):
     assert snapshot(db) == before
 
     # a user changing its own email: saved, and its tokens are revoked
-    status, body, _ = api_client.call("PUT", f"/users/{user.id}", token=t_user, body={"email": "New@Example.com"})
+    body = {"email": "New@Example.com", "current_password": user.password}
+    status, body, _ = api_client.call("PUT", f"/users/{user.id}", token=t_user, body=body)
     assert status == 200 and body["user"]["email"] == "new@example.com"
     assert api_client.call("GET", "/auth/verify", token=t_user)[0] == 401
 

@@ -160,6 +160,9 @@ class UserUpdateIn(Input):
     password: str | None = Field(default=None, min_length=8, max_length=256)
     role: Literal["user", "admin"] | None = None
     display_name: str | None = Field(default=None, max_length=200)
+    # Required when the caller changes its own email: a stolen token alone must not move the
+    # account to another mailbox.
+    current_password: str | None = Field(default=None, min_length=1, max_length=256)
 
     @field_validator("email")
     @classmethod

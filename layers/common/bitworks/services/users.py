@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 
 from bitworks import realtime, views
 from bitworks.access import Principal, acting_client_id, require_admin, require_user, visible_user
-from bitworks.auth import hash_password
-from bitworks.errors import Conflict, Forbidden
+from bitworks.auth import hash_password, verify_password
+from bitworks.errors import Conflict, Forbidden, ValidationFailed
 from bitworks.models import Conversation, User
 from bitworks.pagination import keyset_desc
 
@@ -97,6 +97,8 @@ def update(session: Session, principal: Principal, user_id: uuid.UUID, body: Use
     session.refresh(row, with_for_update=True)
     revoke = False
     if body.email is not None and body.email != row.email:
+        if row.id == principal.user_id:
+            _check_current_password(row, body.current_password)
         _email_free(session, row.client_id, body.email, except_id=row.id)
         row.email = body.email
         revoke = True
@@ -115,6 +117,17 @@ def update(session: Session, principal: Principal, user_id: uuid.UUID, body: Use
     _flush(session)
     session.refresh(row)
     return {"user": views.user(row)}
+
+
+def _check_current_password(row: User, current_password: str | None) -> None:
+    """Your own email changes only with your password, like your own password (PUT /auth/password)."""
+    if current_password is None:
+        message = "required to change your own email"
+    elif not verify_password(current_password, row.password_hash):
+        message = "incorrect"
+    else:
+        return
+    raise ValidationFailed(f"current_password: {message}", [{"field": "current_password", "message": message}])
 
 
 def delete(session: Session, principal: Principal, user_id: uuid.UUID) -> None:
