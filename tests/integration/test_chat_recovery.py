@@ -97,6 +97,7 @@ def test_sweeper_removes_stale_connections_counters_and_tickets(chat, aws, facto
         "rate_limits_purged": 1,
         "tickets_purged": 1,
         "imports_expired": 0,
+        "replies_repushed": 0,
     }
     with session_scope() as s:
         assert set(s.scalars(select(Connection.connection_id))) == {"fresh", chat.connection_id}
@@ -199,3 +200,28 @@ def test_message_ids_of_other_clients_are_not_dispatchable_by_guessing(chat, aws
     assert chat.dispatch({"message_id": message_id, "turn_id": str(uuid.uuid4())})["result"] == "noop"
     with session_scope() as s:
         assert s.get(Message, uuid.UUID(message_id)).status == "pending"
+
+
+def test_a_reply_whose_push_failed_is_pushed_again_by_the_sweeper(chat, n8n, aws):
+    aws.failing[chat.connection_id] = 503  # API Gateway down for longer than the push's retries
+    chat.send("hello")
+    assert chat.drive() == ["replied"]
+    reply = [m for m in chat.messages() if m.role == "assistant"][0]
+    assert "pushed" not in reply.metadata_ and chat.events() == []
+
+    assert chat_service.sweep()["replies_repushed"] == 0  # too fresh: the normal path may still be on it
+    with session_scope() as s:  # half a minute later
+        s.execute(update(Message).where(Message.id == reply.id).values(timestamp=Message.timestamp - timedelta(seconds=31)))
+    assert chat_service.sweep()["replies_repushed"] == 1  # still failing: stays unmarked, tried again later
+    assert chat.events() == []
+
+    del aws.failing[chat.connection_id]
+    assert chat_service.sweep()["replies_repushed"] == 1
+    pushed = [e["message"] for e in chat.events() if e["type"] == "message.created"]
+    assert [m["id"] for m in pushed] == [str(reply.id)] and pushed[0]["content"] == reply.content
+    assert [m for m in chat.messages() if m.role == "assistant"][0].metadata_ == {"pushed": True}
+    assert chat_service.sweep()["replies_repushed"] == 0  # once
+
+    with session_scope() as s:  # a reply older than the window is left alone (its sockets are gone)
+        s.execute(update(Message).where(Message.id == reply.id).values(metadata_={}, timestamp=PAST))
+    assert chat_service.sweep()["replies_repushed"] == 0

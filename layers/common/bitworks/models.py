@@ -131,6 +131,10 @@ class Conversation(Base):
     updated_at: Mapped[datetime] = _created()
 
 
+# A reply (to a user message) whose push has not reached every socket yet (bitworks.services.chat).
+UNPUSHED_REPLY = "role = 'assistant' AND in_reply_to IS NOT NULL AND NOT (metadata ? 'pushed')"
+
+
 class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
@@ -149,6 +153,8 @@ class Message(Base):
         # At most one reply per user message, whatever retries happen.
         Index("uq_messages_in_reply_to", "in_reply_to", unique=True, postgresql_where=text("in_reply_to IS NOT NULL")),
         Index("ix_messages_pending", "conversation_id", "seq", postgresql_where=text("status = 'pending'")),
+        # The sweeper's re-push of replies whose push failed: only unpushed replies are indexed.
+        Index("ix_messages_unpushed_replies", "timestamp", postgresql_where=text(UNPUSHED_REPLY)),
     )
 
     id: Mapped[uuid.UUID] = _uuid_pk()

@@ -34,7 +34,7 @@ from bitworks.access import Principal, check_owned, owned_conversation, visible_
 from bitworks.config import Settings, get_settings
 from bitworks.errors import Conflict, Forbidden, NotFound, Unauthorized
 from bitworks.jsonutil import dumps, iso
-from bitworks.models import Client, Connection, Context, Conversation, Message, Template, WsTicket
+from bitworks.models import UNPUSHED_REPLY, Client, Connection, Context, Conversation, Message, Template, WsTicket
 
 if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
     from bitworks.schemas import AgentMessageIn, ReplyIn
@@ -45,6 +45,8 @@ LEASE_MARGIN_SECONDS = 5
 DISPATCH_SAFETY_SECONDS = 3  # keep this much of the Lambda's time to store the outcome
 CONNECTION_MAX_AGE = timedelta(hours=2)  # API Gateway's hard limit per connection
 CONNECTION_MAX_IDLE = timedelta(minutes=10)  # API Gateway's idle timeout
+REPUSH_AFTER = timedelta(seconds=30)  # the normal path has had its chance (its push retries included)
+REPUSH_WITHIN = timedelta(minutes=10)  # older: every socket that missed it has been idle-closed since
 SWEEP_BATCH = 500
 DISPATCH_KEY = "dispatch"
 PUSHED_KEY = "pushed"
@@ -147,10 +149,12 @@ def _push_events(conversation_id: uuid.UUID, events: list[dict[str, Any]], mark_
 
     with session_scope() as push_session:
         conversation = push_session.get(Conversation, conversation_id)
+        failed = False
         if conversation is not None:
             for event in events:
-                push_to_conversation(push_session, conversation, event)
-        if mark_pushed is not None:
+                failed = bool(push_to_conversation(push_session, conversation, event).failed) or failed
+        # A socket that failed (after retries) leaves the reply unmarked: the sweeper pushes it again.
+        if mark_pushed is not None and not failed:
             push_session.execute(
                 update(Message)
                 .where(Message.id == mark_pushed)
@@ -664,6 +668,7 @@ def sweep(dispatch_function: str | None = None) -> dict[str, int]:
         "rate_limits_purged": 0,
         "tickets_purged": 0,
         "imports_expired": 0,
+        "replies_repushed": 0,
     }
 
     with session_scope() as session:
@@ -721,6 +726,31 @@ def sweep(dispatch_function: str | None = None) -> dict[str, int]:
         counts["connections_removed"] = len(gone)
     if gone:
         close_connections(gone)
+
+    # Replies whose push failed (API Gateway down past the retries): push them again, by id, which
+    # the clients merge; "pushed" is set once a push reached every socket (or found it gone).
+    with session_scope() as session:
+        now = _now()
+        unpushed = session.execute(
+            select(Message.id, Message.conversation_id)
+            .where(
+                text(UNPUSHED_REPLY),  # literally the partial index's predicate, so the planner uses it
+                Message.timestamp < now - REPUSH_AFTER,
+                Message.timestamp > now - REPUSH_WITHIN,
+            )
+            .order_by(Message.timestamp)
+            .limit(SWEEP_BATCH)
+        ).all()
+    for reply_id, conversation_id in unpushed:
+        try:
+            with session_scope() as session:
+                reply = session.get(Message, reply_id)
+                event = {"type": "message.created", "message": views.message(reply)} if reply is not None else None
+            if event is not None:
+                _push_events(conversation_id, [event], mark_pushed=reply_id)
+                counts["replies_repushed"] += 1
+        except Exception:  # noqa: BLE001 - one bad row must not stop the sweep
+            _logger().exception("re-pushing a reply failed", extra={"message_id": str(reply_id)})
 
     with session_scope() as session:
         counts["rate_limits_purged"] = ratelimit.purge_expired(session)
