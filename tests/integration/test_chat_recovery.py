@@ -206,7 +206,7 @@ def test_a_reply_whose_push_failed_is_pushed_again_by_the_sweeper(chat, n8n, aws
     aws.failing[chat.connection_id] = 503  # API Gateway down for longer than the push's retries
     chat.send("hello")
     assert chat.drive() == ["replied"]
-    reply = [m for m in chat.messages() if m.role == "assistant"][0]
+    reply = next(m for m in chat.messages() if m.role == "assistant")
     assert "pushed" not in reply.metadata_ and chat.events() == []
 
     assert chat_service.sweep()["replies_repushed"] == 0  # too fresh: the normal path may still be on it
@@ -219,7 +219,7 @@ def test_a_reply_whose_push_failed_is_pushed_again_by_the_sweeper(chat, n8n, aws
     assert chat_service.sweep()["replies_repushed"] == 1
     pushed = [e["message"] for e in chat.events() if e["type"] == "message.created"]
     assert [m["id"] for m in pushed] == [str(reply.id)] and pushed[0]["content"] == reply.content
-    assert [m for m in chat.messages() if m.role == "assistant"][0].metadata_ == {"pushed": True}
+    assert next(m for m in chat.messages() if m.role == "assistant").metadata_ == {"pushed": True}
     assert chat_service.sweep()["replies_repushed"] == 0  # once
 
     with session_scope() as s:  # a reply older than the window is left alone (its sockets are gone)
