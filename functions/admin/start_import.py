@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Reply, Request
-from bitworks.schemas import ImportIn
+from bitworks.bodies import ImportIn
 from bitworks.services import imports
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ApiKeyCreateIn
+from bitworks.bodies import ApiKeyCreateIn
 from bitworks.services import api_keys
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import PasswordChangeIn
+from bitworks.bodies import PasswordChangeIn
 from bitworks.services import auth
 
 app = HttpApp()

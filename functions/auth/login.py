@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import LoginIn
+from bitworks.bodies import LoginIn
 from bitworks.services import auth
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import RegisterIn
+from bitworks.bodies import RegisterIn
 from bitworks.services import auth
 
 app = HttpApp()

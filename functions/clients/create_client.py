@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ClientCreateIn
+from bitworks.bodies import ClientCreateIn
 from bitworks.services import clients
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ClientUpdateIn
+from bitworks.bodies import ClientUpdateIn
 from bitworks.services import clients
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ContextIn
+from bitworks.bodies import ContextIn
 from bitworks.services import context
 
 app = HttpApp()

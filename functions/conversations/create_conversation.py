@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ConversationCreateIn
+from bitworks.bodies import ConversationCreateIn
 from bitworks.services import conversations
 
 app = HttpApp()

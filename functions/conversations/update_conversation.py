@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import ConversationUpdateIn
+from bitworks.bodies import ConversationUpdateIn
 from bitworks.services import conversations
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Reply, Request
-from bitworks.schemas import MessageCreateIn
+from bitworks.bodies import MessageCreateIn
 from bitworks.services import chat
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Reply, Request
-from bitworks.schemas import AgentMessageIn
+from bitworks.bodies import AgentMessageIn
 from bitworks.services import chat
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Reply, Request
-from bitworks.schemas import ReplyIn
+from bitworks.bodies import ReplyIn
 from bitworks.services import chat
 
 app = HttpApp()

@@ -1,4 +1,4 @@
-from bitworks.schemas import MessageCreateIn
+from bitworks.bodies import MessageCreateIn
 from bitworks.ws import WsApp, WsRequest
 
 app = WsApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import TemplateCreateIn
+from bitworks.bodies import TemplateCreateIn
 from bitworks.services import templates
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import TemplateUpdateIn
+from bitworks.bodies import TemplateUpdateIn
 from bitworks.services import templates
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import UserCreateIn
+from bitworks.bodies import UserCreateIn
 from bitworks.services import users
 
 app = HttpApp()

@@ -1,5 +1,5 @@
 from bitworks.api import HttpApp, Request
-from bitworks.schemas import UserUpdateIn
+from bitworks.bodies import UserUpdateIn
 from bitworks.services import users
 
 app = HttpApp()

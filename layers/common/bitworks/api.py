@@ -30,8 +30,9 @@ from bitworks.access import Principal, authenticate_bearer
 from bitworks.jsonutil import dumps
 
 if TYPE_CHECKING:
-    # Only routes with a body load pydantic (on their first request): ~40 ms of import the others skip.
     from pydantic import BaseModel
+
+    from bitworks.bodies import Spec
 
 logger = Logger(service="bitworks")
 
@@ -66,7 +67,7 @@ class RouteSpec:
     status: int
     auth: bool
     summary: str
-    body: type[BaseModel] | None
+    body: Spec | None
     response: type[BaseModel] | str | None  # a class, or its name in bitworks.schemas (docs only)
     query: tuple[str, ...]
     errors: tuple[int, ...]
@@ -86,7 +87,7 @@ class RouteSpec:
 class Request:
     """One invocation: the event, lazily opened DB session, lazily authenticated principal."""
 
-    def __init__(self, event: Any, body_model: type[BaseModel] | None, readonly: bool = False) -> None:
+    def __init__(self, event: Any, body_model: Spec | None, readonly: bool = False) -> None:
         self.event = event
         self._body_model = body_model
         self._readonly = readonly
@@ -192,13 +193,13 @@ def parse_uuid(value: Any, name: str) -> uuid.UUID:
         raise errors.ValidationFailed(f"{name}: must be a UUID", [{"field": name, "message": "must be a UUID"}]) from None
 
 
-def parse_model(model: type[BaseModel], raw: bytes) -> Any:
+def parse_model(spec: Spec, raw: bytes) -> Any:
     if not raw.strip():
         raise errors.InvalidJson("request body must be a JSON object")
-    from pydantic import ValidationError
+    from pydantic_core import ValidationError
 
     try:
-        return model.model_validate_json(raw, strict=True)
+        return spec.validate_json(raw)
     except ValidationError as exc:
         kinds = {e["type"] for e in exc.errors()}
         if "json_invalid" in kinds:
@@ -303,7 +304,7 @@ class HttpApp:
         *,
         status: int = 200,
         auth: bool = True,
-        body: type[BaseModel] | None = None,
+        body: Spec | None = None,
         response: type[BaseModel] | str | None = None,
         query: tuple[str, ...] = (),
         errors_: tuple[int, ...] = (),
@@ -346,7 +347,7 @@ class HttpApp:
         func: Callable[[Request], Any],
         status: int,
         auth: bool,
-        body_model: type[BaseModel] | None,
+        body_model: Spec | None,
         scope: str | None,
         readonly: bool = False,
     ) -> Response:

@@ -3,42 +3,16 @@ shapes the OpenAPI document publishes. Responses are built by `views`, not by th
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{1,63}$")
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$")
+# The rules live with the runtime validators (bitworks.bodies); these models document them.
+from bitworks.bodies import API_KEY_SCOPES, client_settings, normalise_email, not_blank, origins, slug, storable, webhook_url
 
 Content = Field(min_length=1, max_length=16000)
-
-
-def normalise_email(value: str) -> str:
-    value = value.strip().lower()
-    if len(value) > 320 or not _EMAIL.match(value):
-        raise ValueError("must be an email address")
-    return value
-
-
-def _storable(value: Any) -> Any:
-    """Postgres TEXT and JSONB refuse NUL characters, JSONB refuses NaN/Infinity: a 422 here, not a 500 later."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-    elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError("must be a finite number")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _storable(key)
-            _storable(item)
-    elif isinstance(value, list):
-        for item in value:
-            _storable(item)
-    return value
 
 
 class _Output(BaseModel):
@@ -55,7 +29,7 @@ class Input(BaseModel):
     @field_validator("*")
     @classmethod
     def _storable_values(cls, value: Any) -> Any:
-        return _storable(value)
+        return storable(value)
 
 
 class EmailMixin(Input):
@@ -94,33 +68,23 @@ class ClientCreateIn(Input):
 
     @field_validator("slug")
     @classmethod
-    def _slug(cls, value: str) -> str:
-        if not _SLUG.match(value):
-            raise ValueError("lowercase letters, digits and dashes only")
-        return value
+    def _slug(cls, value: str) -> str | None:
+        return slug(value)
 
     @field_validator("n8n_webhook_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http(s) URL")
-        return value
+        return webhook_url(value)
 
     @field_validator("allowed_origins")
     @classmethod
-    def _origins(cls, value: list[str]) -> list[str]:
-        for origin in value:
-            if not re.match(r"^https?://[^\s/]+$", origin):
-                raise ValueError("each origin is scheme://host[:port] with no path")
-        return value
+    def _origins(cls, value: list[str]) -> list[str] | None:
+        return origins(value)
 
     @field_validator("settings")
     @classmethod
-    def _settings(cls, value: dict[str, Any]) -> dict[str, Any]:
-        rate = value.get("message_rate_per_minute")
-        if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or not 1 <= rate <= 10000):
-            raise ValueError("message_rate_per_minute must be an integer from 1 to 10000")
-        return value
+    def _settings(cls, value: dict[str, Any]) -> dict[str, Any] | None:
+        return client_settings(value)
 
 
 class ClientUpdateIn(ClientCreateIn):
@@ -134,17 +98,17 @@ class ClientUpdateIn(ClientCreateIn):
     @field_validator("slug")
     @classmethod
     def _slug(cls, value: str | None) -> str | None:  # type: ignore[override]
-        return None if value is None else ClientCreateIn._slug(value)
+        return slug(value)
 
     @field_validator("allowed_origins")
     @classmethod
     def _origins(cls, value: list[str] | None) -> list[str] | None:  # type: ignore[override]
-        return None if value is None else ClientCreateIn._origins(value)
+        return origins(value)
 
     @field_validator("settings")
     @classmethod
     def _settings(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:  # type: ignore[override]
-        return None if value is None else ClientCreateIn._settings(value)
+        return client_settings(value)
 
 
 class UserCreateIn(EmailMixin):
@@ -208,9 +172,7 @@ class MessageCreateIn(Input):
     @field_validator("content")
     @classmethod
     def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
+        return not_blank(value)
 
 
 class ReplyIn(Input):
@@ -332,7 +294,6 @@ class ErrorOut(_Output):
     error: ErrorBody
 
 
-API_KEY_SCOPES = ("conversations:read", "messages:read", "messages:write", "context:read")
 ApiKeyScope = Literal["conversations:read", "messages:read", "messages:write", "context:read"]
 
 

@@ -33,7 +33,7 @@ from bitworks.access import Principal
 from bitworks.jsonutil import dumps
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
+    from bitworks.bodies import Spec
 
 # Same service as bitworks.api's logger (Powertools shares it), without importing the HTTP resolver.
 logger = Logger(service="bitworks")
@@ -159,13 +159,13 @@ class WsRequest:
             pass
         raise errors.ValidationFailed(f"{name}: must be a UUID", [{"field": name, "message": "must be a UUID"}])
 
-    def model(self, model: type[BaseModel], *, exclude: tuple[str, ...] = ("action",)) -> Any:
+    def model(self, spec: Spec, *, exclude: tuple[str, ...] = ("action",)) -> Any:
         """Validate the message's fields (minus routing fields) strictly, like an HTTP body."""
-        from pydantic import ValidationError
+        from pydantic_core import ValidationError
 
         fields = {k: v for k, v in self.data.items() if k not in exclude}
         try:
-            return model.model_validate(fields, strict=True)
+            return spec.validate_python(fields)
         except ValidationError as exc:
             raise errors.from_validation(exc) from None
 

@@ -22,8 +22,8 @@ from bitworks.access import Principal, acting_client_id, require_admin, require_
 from bitworks.errors import NotFound, Unauthorized, ValidationFailed
 from bitworks.models import ApiKey
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import ApiKeyCreateIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 PREFIX = "bwk_"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)  # don't write a row on every request
@@ -50,7 +50,7 @@ def view(row: ApiKey, key: str | None = None) -> dict[str, Any]:
     return out
 
 
-def create(session: Session, principal: Principal, body: ApiKeyCreateIn) -> dict[str, Any]:
+def create(session: Session, principal: Principal, body: Body) -> dict[str, Any]:
     require_user(principal)
     require_admin(principal)
     client_id = acting_client_id(session, principal, body.client_id)

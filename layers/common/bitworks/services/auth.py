@@ -18,14 +18,14 @@ from bitworks.config import get_settings
 from bitworks.errors import Conflict, Forbidden, NotFound, RateLimited, Unauthorized, ValidationFailed
 from bitworks.models import Client, User, WsTicket
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import LoginIn, PasswordChangeIn, RegisterIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 LOGIN_WINDOW = 15 * 60
 TICKET_TTL = 60
 
 
-def register(session: Session, body: RegisterIn) -> dict[str, Any]:
+def register(session: Session, body: Body) -> dict[str, Any]:
     client = session.get(Client, body.client_id)
     if client is None:
         raise NotFound("client not found")
@@ -42,12 +42,12 @@ def register(session: Session, body: RegisterIn) -> dict[str, Any]:
     return {"user": views.user(user)}
 
 
-def _login_keys(body: LoginIn, source_ip: str) -> tuple[str, str]:
+def _login_keys(body: Body, source_ip: str) -> tuple[str, str]:
     account = hashlib.sha256(f"{body.client_id}|{body.email}".encode()).hexdigest()
     return f"login:acct:{account}", f"login:ip:{source_ip}"
 
 
-def login(session: Session, body: LoginIn, source_ip: str) -> dict[str, Any]:
+def login(session: Session, body: Body, source_ip: str) -> dict[str, Any]:
     settings = get_settings()
     account_key, ip_key = _login_keys(body, source_ip)
     for key, limit in ((account_key, settings.login_max_failures), (ip_key, settings.login_ip_max_failures)):
@@ -78,7 +78,7 @@ def verify(session: Session, principal: Principal, token: str) -> dict[str, Any]
     return {"valid": True, "user": views.user(user), "expires_at": expires_at}
 
 
-def change_password(session: Session, principal: Principal, body: PasswordChangeIn) -> None:
+def change_password(session: Session, principal: Principal, body: Body) -> None:
     require_user(principal)
     user = session.get(User, principal.user_id, with_for_update=True)
     if user is None:

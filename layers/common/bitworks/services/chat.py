@@ -36,8 +36,8 @@ from bitworks.errors import Conflict, Forbidden, NotFound, Unauthorized
 from bitworks.jsonutil import dumps, iso
 from bitworks.models import UNPUSHED_REPLY, Client, Connection, Context, Conversation, Message, Template, WsTicket
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import AgentMessageIn, ReplyIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 RATE_WINDOW_SECONDS = 60
 TURN_MARGIN_SECONDS = 30  # async-invoke queueing and clock slack on top of the delivery budget
@@ -294,7 +294,7 @@ def _push_then_invoke(audience: list[str], events: list[dict[str, Any]], turn: t
 
 
 def post_agent_message(
-    session: Session, principal: Principal, conversation_id: uuid.UUID, body: AgentMessageIn
+    session: Session, principal: Principal, conversation_id: uuid.UUID, body: Body
 ) -> tuple[dict[str, Any], bool]:
     """An n8n workflow (API key with messages:write) or an admin (human handoff) posts an assistant
     or system message: a follow-up, a note, a human answer. Pushed like any reply; no turn changes.
@@ -638,7 +638,7 @@ def authenticate_reply(authorization: str | None) -> dict[str, Any]:
     return decode_reply_token(authorization[7:].strip())
 
 
-def receive_reply(session: Session, claims: dict[str, Any], body: ReplyIn) -> tuple[dict[str, Any], bool]:
+def receive_reply(session: Session, claims: dict[str, Any], body: Body) -> tuple[dict[str, Any], bool]:
     """POST /n8n/replies: (reply view, created?). A repeat returns the stored reply; a turn that
     ended meanwhile (failed, expired) is a 409."""
     if str(body.message_id) != claims["sub"]:

@@ -17,8 +17,8 @@ from bitworks.errors import Conflict, NotFound
 from bitworks.models import Client, User
 from bitworks.pagination import keyset_desc
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import ClientCreateIn, ClientUpdateIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 _SLUG_TAKEN = "slug: already used by another client"
 
@@ -48,7 +48,7 @@ def _get(session: Session, principal: Principal, client_id: uuid.UUID, *, for_up
     return row
 
 
-def create(session: Session, principal: Principal, body: ClientCreateIn) -> dict[str, Any]:
+def create(session: Session, principal: Principal, body: Body) -> dict[str, Any]:
     require_superadmin(principal)
     _slug_free(session, body.slug)
     secret = new_secret()
@@ -83,7 +83,7 @@ _NULLABLE = ("n8n_webhook_url", "n8n_auth_header_name", "n8n_auth_header_value")
 _NOT_NULL = ("name", "slug", "allow_signup", "allowed_origins", "settings")
 
 
-def update(session: Session, principal: Principal, client_id: uuid.UUID, body: ClientUpdateIn) -> dict[str, Any]:
+def update(session: Session, principal: Principal, client_id: uuid.UUID, body: Body) -> dict[str, Any]:
     row = _get(session, principal, client_id, for_update=True)
     given = body.model_fields_set
     if body.slug is not None and body.slug != row.slug:

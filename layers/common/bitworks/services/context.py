@@ -17,8 +17,8 @@ from bitworks.errors import Conflict, NotFound, ValidationFailed
 from bitworks.jsonutil import dumps
 from bitworks.models import Context, Message
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import ContextIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 DEFAULT_WINDOW = 10
 MAX_PARAMETERS_BYTES = 64 * 1024  # travels in every n8n payload
@@ -77,7 +77,7 @@ def get(session: Session, principal: Principal, conversation_id: uuid.UUID) -> d
     return _shape(session, conversation.id, row)
 
 
-def create(session: Session, principal: Principal, conversation_id: uuid.UUID, body: ContextIn) -> dict[str, Any]:
+def create(session: Session, principal: Principal, conversation_id: uuid.UUID, body: Body) -> dict[str, Any]:
     """409 when the conversation already has a context (PUT replaces)."""
     conversation = visible_conversation(session, principal, conversation_id)
     check_parameters(body.parameters)
@@ -93,7 +93,7 @@ def create(session: Session, principal: Principal, conversation_id: uuid.UUID, b
     return _shape(session, conversation.id, row)
 
 
-def replace(session: Session, principal: Principal, conversation_id: uuid.UUID, body: ContextIn) -> dict[str, Any]:
+def replace(session: Session, principal: Principal, conversation_id: uuid.UUID, body: Body) -> dict[str, Any]:
     """Create or replace, atomically (one upsert: concurrent PUTs cannot collide on the unique key)."""
     conversation = visible_conversation(session, principal, conversation_id)
     check_parameters(body.parameters)

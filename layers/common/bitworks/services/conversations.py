@@ -19,8 +19,8 @@ from bitworks.errors import Forbidden, NotFound, ValidationFailed
 from bitworks.models import Context, Conversation, Template
 from bitworks.services.context import check_parameters, check_text
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import ConversationCreateIn, ConversationUpdateIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 
 def _check_template(session: Session, client_id: uuid.UUID, template_id: uuid.UUID) -> None:
@@ -29,7 +29,7 @@ def _check_template(session: Session, client_id: uuid.UUID, template_id: uuid.UU
         raise ValidationFailed("template_id: unknown template", [{"field": "template_id", "message": "unknown template"}])
 
 
-def create(session: Session, principal: Principal, body: ConversationCreateIn) -> dict[str, Any]:
+def create(session: Session, principal: Principal, body: Body) -> dict[str, Any]:
     """The caller owns the new conversation; an optional initial context is stored with it."""
     require_user(principal)
     if principal.client_id is None or principal.user_id is None:
@@ -102,7 +102,7 @@ def get(session: Session, principal: Principal, conversation_id: uuid.UUID) -> d
     return {"conversation": views.conversation(visible_conversation(session, principal, conversation_id))}
 
 
-def update(session: Session, principal: Principal, conversation_id: uuid.UUID, body: ConversationUpdateIn) -> dict[str, Any]:
+def update(session: Session, principal: Principal, conversation_id: uuid.UUID, body: Body) -> dict[str, Any]:
     """Change title, status, template_id or mode; `null` clears title and template_id.
     A real change bumps updated_at and pushes conversation.updated after the commit."""
     conversation = visible_conversation(session, principal, conversation_id, for_update=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -27,12 +27,9 @@ from bitworks.errors import NotFound, UpstreamError, ValidationFailed, validatio
 from bitworks.models import ImportJob, Template, User
 
 if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from pydantic import BaseModel
-
-    from bitworks.schemas import ImportIn, ImportTemplateRow, ImportUserRow
+    from bitworks.bodies import Body, Spec
 
 MAX_ROWS = 1000
-M = TypeVar("M", bound="BaseModel")
 
 
 def job_view(row: ImportJob) -> dict[str, Any]:
@@ -47,7 +44,7 @@ def job_view(row: ImportJob) -> dict[str, Any]:
 
 
 # -- HTTP side -------------------------------------------------------------------------------------
-def start(session: Session, principal: Principal, body: ImportIn) -> dict[str, Any]:
+def start(session: Session, principal: Principal, body: Body) -> dict[str, Any]:
     require_admin(principal)
     client_id = acting_client_id(session, principal, body.client_id)
     total = len(body.users) + len(body.templates)
@@ -145,14 +142,14 @@ def _error(row: int, kind: str, field: str, message: str) -> dict[str, Any]:
     return {"row": row, "kind": kind, "field": field, "message": message}
 
 
-def _parse(model: type[M], kind: str, rows: list[Any], errors: list[dict[str, Any]]) -> list[M | None]:
+def _parse(spec: Spec, kind: str, rows: list[Any], errors: list[dict[str, Any]]) -> list[Body | None]:
     """One entry per row (None where invalid), so indexes stay those of the file."""
-    from pydantic import ValidationError
+    from pydantic_core import ValidationError
 
-    parsed: list[M | None] = []
+    parsed: list[Body | None] = []
     for index, raw in enumerate(rows):
         try:
-            parsed.append(model.model_validate(raw, strict=True))
+            parsed.append(spec.validate_python(raw))
         except ValidationError as exc:
             errors.extend(_error(index, kind, d["field"], d["message"]) for d in validation_details(exc))
             parsed.append(None)
@@ -161,9 +158,9 @@ def _parse(model: type[M], kind: str, rows: list[Any], errors: list[dict[str, An
 
 def validate(
     session: Session, client_id: uuid.UUID, payload: dict[str, Any]
-) -> tuple[list[ImportUserRow | None], list[ImportTemplateRow | None], list[dict[str, Any]]]:
+) -> tuple[list[Body | None], list[Body | None], list[dict[str, Any]]]:
     errors: list[dict[str, Any]] = []
-    from bitworks.schemas import ImportTemplateRow, ImportUserRow
+    from bitworks.bodies import ImportTemplateRow, ImportUserRow
 
     users = _parse(ImportUserRow, "users", list(payload.get("users") or []), errors)
     templates = _parse(ImportTemplateRow, "templates", list(payload.get("templates") or []), errors)

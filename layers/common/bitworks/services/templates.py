@@ -16,8 +16,8 @@ from bitworks.errors import Conflict, NotFound
 from bitworks.models import Template
 from bitworks.pagination import keyset_desc
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import TemplateCreateIn, TemplateUpdateIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 _NAME_TAKEN = "name: a template of this client already has this name"
 
@@ -47,7 +47,7 @@ def _visible(session: Session, principal: Principal, template_id: uuid.UUID, *, 
     return row
 
 
-def create(session: Session, principal: Principal, body: TemplateCreateIn) -> dict[str, Any]:
+def create(session: Session, principal: Principal, body: Body) -> dict[str, Any]:
     require_admin(principal)
     client_id = acting_client_id(session, principal, body.client_id)
     _name_free(session, client_id, body.name)
@@ -69,7 +69,7 @@ def get(session: Session, principal: Principal, template_id: uuid.UUID) -> dict[
     return {"template": views.template(_visible(session, principal, template_id))}
 
 
-def update(session: Session, principal: Principal, template_id: uuid.UUID, body: TemplateUpdateIn) -> dict[str, Any]:
+def update(session: Session, principal: Principal, template_id: uuid.UUID, body: Body) -> dict[str, Any]:
     row = _visible(session, principal, template_id, for_update=True)
     require_admin(principal)  # users of the client may read it, not change it
     if body.name is not None and body.name != row.name:

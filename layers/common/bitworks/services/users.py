@@ -26,8 +26,8 @@ from bitworks.errors import Conflict, Forbidden, ValidationFailed
 from bitworks.models import Conversation, User
 from bitworks.pagination import keyset_desc
 
-if TYPE_CHECKING:  # schemas load pydantic: only routes that parse a body need it
-    from bitworks.schemas import UserCreateIn, UserUpdateIn
+if TYPE_CHECKING:
+    from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 _EMAIL_TAKEN = "email: already used in this client"
 
@@ -55,7 +55,7 @@ def _target(session: Session, principal: Principal, user_id: uuid.UUID) -> User:
     return visible_user(session, principal, user_id)
 
 
-def create(session: Session, principal: Principal, body: UserCreateIn) -> dict[str, Any]:
+def create(session: Session, principal: Principal, body: Body) -> dict[str, Any]:
     require_admin(principal)
     client_id = acting_client_id(session, principal, body.client_id)
     _email_free(session, client_id, body.email)
@@ -83,7 +83,7 @@ def get(session: Session, principal: Principal, user_id: uuid.UUID) -> dict[str,
     return {"user": views.user(_target(session, principal, user_id))}
 
 
-def update(session: Session, principal: Principal, user_id: uuid.UUID, body: UserUpdateIn) -> dict[str, Any]:
+def update(session: Session, principal: Principal, user_id: uuid.UUID, body: Body) -> dict[str, Any]:
     row = _target(session, principal, user_id)
     given = body.model_fields_set
     if not principal.is_admin and "role" in given:
