@@ -161,3 +161,9 @@ def test_every_field_against_every_edge_value(spec: bodies.Spec, model: type[Bas
             assert ours == _outcome(lambda r: model.model_validate_json(r, strict=True), raw), (name, value)
             checked += 1
     assert checked == len(model.model_fields) * len(SWEEP)
+
+
+def test_every_body_is_covered() -> None:
+    specs = {v for v in vars(bodies).values() if isinstance(v, bodies.Spec)}
+    assert specs == set(bodies.ALL)
+    assert all(isinstance(getattr(schemas, s.doc, None), type) for s in specs)
