@@ -2,6 +2,18 @@
 // textContent only. Contracts: ARCHITECTURE.md (routes, {"items", "next_cursor"}, {"error": {...}}).
 
 const API = (document.body.dataset.api || location.origin).replace(/\/+$/, "");
+// The WebSocket API: data-ws, else ?ws= when it names this API's host (a link must not send a ticket
+// elsewhere), else ws(s)://<host>:3001 (the local stack).
+const WS = (() => {
+  if (document.body.dataset.ws) return document.body.dataset.ws.replace(/\/+$/, "");
+  const asked = new URLSearchParams(location.search).get("ws");
+  try {
+    if (asked && new URL(asked).hostname === new URL(API).hostname && /^wss?:$/.test(new URL(asked).protocol)) return asked.replace(/\/+$/, "");
+  } catch {
+    /* ignore a malformed override */
+  }
+  return `${location.protocol === "https:" ? "wss" : "ws"}://${new URL(API).hostname}:3001`;
+})();
 const STORE = "bitworks-console";
 const $ = (sel, root = document) => root.querySelector(sel);
 
@@ -156,6 +168,7 @@ function persist() {
 }
 
 function signOut(message = "") {
+  live.close();
   state.token = null;
   state.user = null;
   state.acting = null;
@@ -492,11 +505,14 @@ async function openConversation(c) {
   const owner = state.users.get(c.user_id);
   $("#conv-meta").textContent = `User ${owner ? owner.email : c.user_id} · ${c.status} · created ${fmt(c.created_at)}`;
   $("#conv-messages").replaceChildren();
+  $("#live-typing").hidden = true;
+  showMode(c);
   $("#conv-title").focus();
+  live.follow(c.id);
   try {
     const page = await api("GET", `/conversations/${c.id}/messages?limit=50`);
-    for (const m of page.items) $("#conv-messages").append(messageItem(m));
-    if (!page.items.length) $("#conv-messages").append(h("li", { class: "hint", text: "No messages yet." }));
+    for (const m of page.items) if (!shown(m.id)) $("#conv-messages").append(messageItem(m));
+    if (!page.items.length && !$("#conv-messages").children.length) $("#conv-messages").append(h("li", { class: "hint", text: "No messages yet." }));
     state.olderCursor = page.next_cursor;
     $("#conv-older").hidden = page.next_cursor === null;
     await loadContext();
@@ -518,6 +534,131 @@ async function loadOlder() {
     showError("conversations", err);
   }
 }
+
+// -- live view and human handoff --------------------------------------------------------------
+// An admin follows the open conversation over the WebSocket API ({"action": "subscribe"}): new
+// messages and typing show as they happen. "Take over" sets the conversation's mode to human (the
+// assistant stops answering); replies then go out as assistant messages (POST .../agent-messages).
+function shown(id) {
+  return Boolean(id) && Boolean($(`#conv-messages li[data-id="${CSS.escape(id)}"]`));
+}
+
+function appendLive(m) {
+  if (!state.conversation || m.conversation_id !== state.conversation.id || shown(m.id)) return;
+  const list = $("#conv-messages");
+  for (const hint of list.querySelectorAll("li.hint")) hint.remove();
+  list.append(messageItem(m));
+}
+
+function showMode(c) {
+  const human = c.mode === "human";
+  $("#mode-label").textContent = human ? "A person is answering (the assistant is paused)." : "The assistant is answering.";
+  $("#mode-toggle").textContent = human ? "Hand back to the assistant" : "Take over";
+  $("#agent-form").hidden = !human;
+}
+
+async function toggleMode() {
+  const c = state.conversation;
+  if (!c) return;
+  showError("conversations");
+  try {
+    const res = await api("PUT", `/conversations/${c.id}`, { mode: c.mode === "human" ? "bot" : "human" });
+    state.conversation = res.conversation;
+    showMode(res.conversation);
+    flash(res.conversation.mode === "human" ? "You are answering this conversation." : "The assistant answers again.");
+  } catch (err) {
+    showError("conversations", err);
+  }
+}
+
+async function sendAgentReply(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const content = form.elements.content.value.trim();
+  if (!content || !state.conversation) {
+    form.elements.content.focus();
+    return;
+  }
+  showError("conversations");
+  try {
+    const res = await api("POST", `/conversations/${state.conversation.id}/agent-messages`, {
+      role: "assistant", content, client_message_id: crypto.randomUUID(),
+    });
+    appendLive(res.message);
+    form.reset();
+    form.elements.content.focus();
+  } catch (err) {
+    showError("conversations", err);
+  }
+}
+
+const live = {
+  ws: null,
+  following: null,
+  retry: 0,
+  timer: null,
+  status(text) {
+    $("#live-status").textContent = text;
+  },
+  follow(conversationId) {
+    this.following = conversationId;
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.subscribe();
+    else this.connect();
+  },
+  subscribe() {
+    if (this.following) this.ws.send(JSON.stringify({ action: "subscribe", conversation_id: this.following }));
+  },
+  async connect() {
+    if (!state.token || (this.ws && this.ws.readyState === WebSocket.CONNECTING)) return;
+    clearTimeout(this.timer);
+    this.status("Connecting…");
+    let ticket;
+    try {
+      ticket = (await api("POST", "/auth/ws-ticket")).ticket;
+    } catch (err) {
+      this.status(`Live updates unavailable: ${describe(err)}`);
+      return;
+    }
+    const ws = new WebSocket(`${WS}${WS.includes("?") ? "&" : "?"}ticket=${encodeURIComponent(ticket)}`);
+    this.ws = ws;
+    ws.onopen = () => {
+      this.retry = 0;
+      this.subscribe();
+    };
+    ws.onmessage = (e) => this.onEvent(e.data);
+    ws.onclose = () => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      if (!state.token) return;
+      this.status("Disconnected; reconnecting…");
+      this.retry = Math.min(this.retry + 1, 6);
+      this.timer = setTimeout(() => this.connect(), 500 * 2 ** this.retry);
+    };
+  },
+  onEvent(text) {
+    let ev;
+    try {
+      ev = JSON.parse(text);
+    } catch {
+      return;
+    }
+    if (ev.type === "subscribed") this.status("Live: new messages appear as they arrive.");
+    else if (ev.type === "message.created" && ev.message) appendLive(ev.message);
+    else if (ev.type === "typing" && state.conversation && ev.conversation_id === state.conversation.id) $("#live-typing").hidden = ev.state !== "on";
+    else if (ev.type === "conversation.updated" && ev.conversation && state.conversation && ev.conversation.id === state.conversation.id) {
+      state.conversation = ev.conversation;
+      showMode(ev.conversation);
+    } else if (ev.type === "error" && ev.error) this.status(`Live updates: ${ev.error.message}`);
+  },
+  close() {
+    clearTimeout(this.timer);
+    this.following = null;
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close();
+    if ($("#live-status")) this.status("Not connected.");
+  },
+};
 
 async function loadContext() {
   const c = state.conversation;
@@ -722,6 +863,8 @@ function wire() {
   $("#conversations-more").addEventListener("click", () => loadConversations(false));
   $("#conv-older").addEventListener("click", loadOlder);
   $("#context-form").addEventListener("submit", saveContext);
+  $("#mode-toggle").addEventListener("click", toggleMode);
+  $("#agent-form").addEventListener("submit", sendAgentReply);
   $("#client-form").addEventListener("submit", saveClient);
   $("#client-new").addEventListener("click", () => editClient(null, true));
   $("#clients-more").addEventListener("click", () => loadClients(false));

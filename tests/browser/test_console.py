@@ -1,5 +1,6 @@
-"""The admin console: an admin manages templates (with a live preview) and users; a superadmin
-creates a client and sees its signing secret once."""
+"""The admin console: an admin manages templates (with a live preview) and users, follows a
+conversation live and takes it over (human handoff); a superadmin creates a client and sees its
+signing secret once."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def expect() -> Any:
 
 
 def sign_in(page: Any, stack: Stack, role: str) -> None:
-    page.goto(stack.url("console.html"))
+    page.goto(stack.url(f"console.html?ws={stack.ws_url}"))
     form = page.locator("#signin-form")
     expect()(form.get_by_label("Email")).to_be_focused()
     form.get_by_label("Email").fill(stack.creds[role]["email"])
@@ -124,4 +125,45 @@ def test_superadmin_creates_a_client_and_sees_the_secret_once(page: Any, stack: 
     form.get_by_role("button", name="Rotate signing secret").click()
     expect()(secret).to_have_text(re.compile(r"\S{16,}"))
     assert secret.text_content() != first
+    assert page.errors == []
+
+
+def test_admin_follows_a_conversation_live_and_takes_it_over(page: Any, stack: Stack) -> None:
+    token = stack.login("user")
+    status, data = stack.call("POST", "/conversations", {"title": "Handoff check"}, token=token)
+    assert status == 201, data
+    conversation_id = data["conversation"]["id"]
+
+    sign_in(page, stack, "admin")
+    page.get_by_role("button", name="Conversations").click()
+    page.locator("#conversations-list li", has_text="Handoff check").get_by_role("button").click()
+    expect()(page.locator("#live-status")).to_contain_text("Live:")
+    expect()(page.locator("#agent-form")).to_be_hidden()  # the assistant answers until someone takes over
+
+    page.get_by_role("button", name="Take over").click()
+    expect()(page.locator("#mode-label")).to_contain_text("A person is answering")
+    assert stack.call("GET", f"/conversations/{conversation_id}", token=token)[1]["conversation"]["mode"] == "human"
+
+    # The user writes: it shows in the console without a reload (pushed to the subscribed admin).
+    status, data = stack.call("POST", f"/conversations/{conversation_id}/messages", {"content": "is anyone there?"}, token=token)
+    assert status == 201 and data["message"]["status"] == "sent", data  # human mode: no AI turn
+    expect()(page.locator("#conv-messages")).to_contain_text("is anyone there?")
+
+    page.locator("#agent-form").get_by_label("Reply as the assistant").fill("Yes, Ada from support here.")
+    page.locator("#agent-form").get_by_role("button", name="Send reply").click()
+    expect()(page.locator("#conv-messages li.assistant")).to_have_count(1)  # the answer and its push, merged
+    expect()(page.locator("#conv-messages li.assistant")).to_contain_text("Yes, Ada from support here.")
+
+    status, data = stack.call("GET", f"/conversations/{conversation_id}/messages", token=token)
+    assert status == 200
+    assert [(m["role"], m["content"]) for m in data["items"]] == [
+        ("user", "is anyone there?"),
+        ("assistant", "Yes, Ada from support here."),
+    ]
+    assert data["items"][1]["metadata"]["author"].startswith("user:")
+
+    page.get_by_role("button", name="Hand back to the assistant").click()
+    expect()(page.locator("#mode-label")).to_contain_text("The assistant is answering")
+    assert stack.call("GET", f"/conversations/{conversation_id}", token=token)[1]["conversation"]["mode"] == "bot"
+    assert page.dialogs == []
     assert page.errors == []
