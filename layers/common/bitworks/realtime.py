@@ -56,7 +56,7 @@ def _pool() -> ThreadPoolExecutor:
     with _executor_lock:
         if _executor is None:
             # Kept for the container's life: sends to many sockets overlap instead of queueing.
-            _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="push")
+            _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="push")
         return _executor
 
 
