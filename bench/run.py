@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         section(
             "1 cold init",
-            lambda: cold_init.run(db_url, rounds=1 if q else 3, budget_s=30 if q else 120, first_request=first, first_rounds=1 if q else 3),
+            lambda: cold_init.run(db_url, rounds=1 if q else 5, budget_s=30 if q else 200, first_request=first, first_rounds=1 if q else 3),
         )
     if "warm" in only:
         from bench import warm
