@@ -169,10 +169,11 @@ def run(
         "inside the child around the import. Bytecode is precompiled (a SAM build for Lambda ships no __pycache__ "
         "unless asked, so real first imports also compile). Packages of the dev venv that the layer does not ship "
         "(cryptography, which PyJWT imports when present) are blocked in floor and subjects alike. What the product "
-        "adds over the floor (-X importtime, ListClients): bitworks.models ~55-70 ms of SQLAlchemy declarative mapping "
-        "for 12 tables plus sqlalchemy.dialects.postgresql ~40-50 ms (the pg8000 dialect loads that package at the "
-        "first connection anyway), pydantic's model machinery ~20-30 ms (the floor's `import pydantic` is lazy and "
-        "loads none of it), bitworks.schemas ~18 ms (was ~32 ms before defer_build), the rest a few ms each."
+        "adds over the floor (-X importtime): bitworks.models ~30 ms of SQLAlchemy declarative mapping and "
+        "sqlalchemy.dialects.postgresql ~25 ms (the pg8000 dialect loads it at the first connection anyway); functions "
+        "that parse a body also load pydantic_core.core_schema (~13 ms, which the floor's `import pydantic` loads too, "
+        "and the others skip). No function imports boto3 or pydantic's model machinery (bodies are pydantic-core "
+        "schemas, bitworks.bodies; settings a dataclass), which is what took the median from 1.34x to about 1.1x."
     )
     notes.append("boto3 imported at module load by a function that makes no AWS call: " + (", ".join(boto_bad) or "none") + ".")
 
