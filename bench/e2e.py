@@ -276,7 +276,7 @@ async def _chat_phase(
         "REPORT time contains it. The emulator's cost per hop is therefore taken from the same run: ping -> pong round "
         "trip minus its handler duration is the WebSocket-in + worker IPC + frame-out cost; the plain aiohttp echo is "
         "the floor of one WebSocket round trip on loopback; the 1-connection push in section 5 is one @connections "
-        f"call from a handler (boto3 included). 20 clients: the emulator runs at most {MAX_WORKERS} workers per "
+        f"call from a handler (signed by bitworks.awscall). 20 clients: the emulator runs at most {MAX_WORKERS} workers per "
         "function (its default is 8; fewer parallel cold starts on 2 cores), so turns queue for a worker."
     )
     return rows
