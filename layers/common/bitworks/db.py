@@ -151,7 +151,8 @@ def _memoize_paramstyle() -> None:
 
 
 def _end_autocommit(dbapi_connection: object, record: object) -> None:
-    dbapi_connection.autocommit = False  # type: ignore[attr-defined]
+    if dbapi_connection is not None:  # None: the connection was invalidated (a broken socket)
+        dbapi_connection.autocommit = False  # type: ignore[attr-defined]
 
 
 def autocommit_reads(connection: object) -> None:
