@@ -1,6 +1,6 @@
 """POST /conversations/{id}/messages and POST /messages/{id}/retry: ordering, idempotency, rate
 limits, tenancy, turns queueing, and 20 concurrent senders - driven through the real handlers,
-real Postgres, a real local HTTP n8n stand-in and botocore Stubbers for Lambda and @connections."""
+real Postgres, a real local HTTP n8n stand-in and a real HTTP fake of Lambda and @connections."""
 
 from __future__ import annotations
 
@@ -80,6 +80,13 @@ def test_per_user_message_rate_comes_from_the_client(factory, api_client, aws, n
     )
     assert status == 429 and body["error"]["code"] == "rate_limited" and int(headers["Retry-After"]) >= 1
     assert len(chat.messages()) == 2
+    # The count, the seq allocation and the insert are one statement: a refused message moves nothing.
+    before = chat.conversation()
+    assert before.last_seq == 2
+    assert chat.send("m4", client_message_id="refused-again")[0] == 429
+    after = chat.conversation()
+    assert (after.last_seq, after.active_message_id, after.turn_id) == (2, before.active_message_id, before.turn_id)
+    assert [m.seq for m in chat.messages()] == [1, 2]
 
 
 def test_who_may_send_and_what(chat, factory, api_client):

@@ -82,16 +82,32 @@ def test_the_connection_goes_back_transactional(db: Any, api_client: Any, chat: 
     assert title != "rolled back"
 
 
-def test_sending_a_message_costs_eight_statements(api_client: Any, chat: dict[str, Any], wire: list[str], aws: Any) -> None:
-    """begin, the token's user, the conversation locked with its client's settings, the rate-limit
-    counter, the conversation's seq/turn update, the insert, the push audience, commit."""
+def test_sending_a_message_costs_five_statements(api_client: Any, chat: dict[str, Any], wire: list[str], aws: Any) -> None:
+    """begin, the token's user, the conversation locked with its client's settings and push
+    audience, one statement for the rate count + seq/turn update + insert, commit."""
     path = f"/conversations/{chat['conversation']}/messages"
     assert api_client.call("POST", path, token=chat["token"], body={"content": "warm"})[0] == 201
     wire.clear()
-    status, data, _ = api_client.call("POST", path, token=chat["token"], body={"content": "counted", "client_message_id": "c-1"})
+    status, data, _ = api_client.call("POST", path, token=chat["token"], body={"content": "counted"})
     assert status == 201 and data["message"]["seq"] == 2
     kinds = [s.split()[0] for s in wire]
-    # one more (the 4th) for the client_message_id repeat check
-    assert kinds == ["begin", "select", "select", "select", "insert", "update", "insert", "select", "commit"], wire
-    assert "for update" in wire[2] and "rate_limits" in wire[4] and "into messages" in wire[6]
+    assert kinds == ["begin", "select", "select", "with", "commit"], wire
+    assert "for update" in wire[2] and "connections" in wire[2]
+    assert "rate_limits" in wire[3] and "update conversations" in wire[3] and "into messages" in wire[3]
     assert len(aws.invokes) == 1  # the first message started the turn; this one waits behind it
+
+
+def test_a_client_message_id_adds_its_repeat_check(api_client: Any, chat: dict[str, Any], wire: list[str], aws: Any) -> None:
+    path = f"/conversations/{chat['conversation']}/messages"
+    body = {"content": "once", "client_message_id": "c-1"}
+    assert api_client.call("POST", path, token=chat["token"], body={"content": "warm"})[0] == 201
+    wire.clear()
+    status, first, _ = api_client.call("POST", path, token=chat["token"], body=body)
+    assert status == 201
+    assert [s.split()[0] for s in wire] == ["begin", "select", "select", "select", "with", "commit"], wire
+    assert "client_message_id" in wire[3]
+    wire.clear()
+    status, again, _ = api_client.call("POST", path, token=chat["token"], body=body)
+    assert status == 200 and again["message"]["id"] == first["message"]["id"]
+    # The repeat answers from the lock and the check: nothing counted, nothing written.
+    assert not any(s.startswith("with") for s in wire), wire
