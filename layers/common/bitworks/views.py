@@ -73,7 +73,8 @@ def conversation(row: Conversation) -> dict[str, Any]:
     }
 
 
-def message(row: Message) -> dict[str, Any]:
+def message(row: Message | Any) -> dict[str, Any]:
+    """A Message, or a Core row with its attribute names (services.history reads pages that way)."""
     return {
         "id": row.id,
         "conversation_id": row.conversation_id,

@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from bitworks import views
-from bitworks.access import Principal, visible_conversation
+from bitworks.access import Principal, visible_conversation_row
 from bitworks.errors import Conflict, NotFound, ValidationFailed
 from bitworks.jsonutil import dumps
 from bitworks.models import Context, Message
@@ -72,14 +72,14 @@ def _shape(session: Session, conversation_id: uuid.UUID, row: Context | None) ->
 
 def get(session: Session, principal: Principal, conversation_id: uuid.UUID) -> dict[str, Any]:
     """Without a stored row: the defaults (window 10, no parameters, null timestamps)."""
-    conversation = visible_conversation(session, principal, conversation_id)
+    conversation = visible_conversation_row(session, principal, conversation_id)
     row = session.scalars(select(Context).where(Context.conversation_id == conversation.id)).first()
     return _shape(session, conversation.id, row)
 
 
 def create(session: Session, principal: Principal, conversation_id: uuid.UUID, body: Body) -> dict[str, Any]:
     """409 when the conversation already has a context (PUT replaces)."""
-    conversation = visible_conversation(session, principal, conversation_id)
+    conversation = visible_conversation_row(session, principal, conversation_id)
     check_parameters(body.parameters)
     stmt = (
         insert(Context)
@@ -95,7 +95,7 @@ def create(session: Session, principal: Principal, conversation_id: uuid.UUID, b
 
 def replace(session: Session, principal: Principal, conversation_id: uuid.UUID, body: Body) -> dict[str, Any]:
     """Create or replace, atomically (one upsert: concurrent PUTs cannot collide on the unique key)."""
-    conversation = visible_conversation(session, principal, conversation_id)
+    conversation = visible_conversation_row(session, principal, conversation_id)
     check_parameters(body.parameters)
     insert_stmt = insert(Context).values(conversation_id=conversation.id, context_window=body.context_window, parameters=body.parameters)
     upsert = insert_stmt.on_conflict_do_update(
@@ -113,7 +113,7 @@ def replace(session: Session, principal: Principal, conversation_id: uuid.UUID, 
 def delete_context(session: Session, principal: Principal, conversation_id: uuid.UUID) -> None:
     """404 when the conversation has no stored context (so a client learns its DELETE did nothing);
     afterwards GET answers the defaults."""
-    conversation = visible_conversation(session, principal, conversation_id)
+    conversation = visible_conversation_row(session, principal, conversation_id)
     deleted = session.execute(delete(Context).where(Context.conversation_id == conversation.id).returning(Context.id)).first()
     if deleted is None:
         raise NotFound("this conversation has no context")
