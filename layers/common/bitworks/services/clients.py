@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bitworks import realtime, views
+from bitworks import views
 from bitworks.access import Principal, require_superadmin
 from bitworks.auth import new_secret
 from bitworks.errors import Conflict, NotFound
@@ -109,6 +109,8 @@ def delete(session: Session, principal: Principal, client_id: uuid.UUID) -> None
     """Close every open socket of the client's users, then delete (the schema cascades the rest)."""
     row = _get(session, principal, client_id, for_update=True)
     user_ids = list(session.scalars(select(User.id).where(User.client_id == row.id)))
+    from bitworks import realtime  # lazily: only revocations close sockets
+
     realtime.disconnect_users(session, user_ids)
     session.delete(row)
     session.flush()

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bitworks import realtime, views
+from bitworks import views
 from bitworks.access import Principal, acting_client_id, require_admin, require_user, visible_user
 from bitworks.auth import hash_password, verify_password
 from bitworks.errors import Conflict, Forbidden, ValidationFailed
@@ -112,6 +112,8 @@ def update(session: Session, principal: Principal, user_id: uuid.UUID, body: Bod
         row.display_name = body.display_name
     if revoke:
         row.token_version = row.token_version + 1
+        from bitworks import realtime  # lazily: only revocations close sockets
+
         realtime.disconnect_users(session, [row.id])  # revoked tokens must not keep their sockets
     row.updated_at = datetime.now(UTC)
     _flush(session)
@@ -138,6 +140,8 @@ def delete(session: Session, principal: Principal, user_id: uuid.UUID) -> None:
         raise Forbidden("superadmin accounts are not managed here")
     if row.id == principal.user_id:
         raise Conflict("an admin cannot delete itself")
+    from bitworks import realtime  # lazily: only revocations close sockets
+
     realtime.disconnect_users(session, [row.id])
     session.delete(row)
     session.flush()
