@@ -318,11 +318,16 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
         f"the call until the last of the user's sockets received the event (system-wide monotonic clock). "
         f"{reps} interleaved repetitions after 3 warm-up; sent per push: {sent}. Why it misses: the Management API "
         "has one HTTP request per connection (no batch call). Signing by hand instead of botocore's client "
-        "pipeline (~1.2 ms of GIL-held CPU per call) took 100 connections from 119 ms to about 40 ms; what is left "
-        "is the emulator's single-process @connections handler and the 100 receivers, all on the same 2 cores. "
-        "The goal would need < 0.1 ms per connection end to end here. In AWS each call is network-bound (tens of "
+        "pipeline (~1.2 ms of GIL-held CPU per call) took 100 connections from 119 ms to about 40 ms. What is left "
+        "is one signed HTTP call per connection in CPython: the next row times the calls alone against a loopback "
+        "stub (no emulator, no WebSocket), and a one-off check against a trivial aiohttp server gave 42-52 ms for "
+        "100 calls with push pools of 1 to 32 threads (0.55 ms per call sequentially, ~0.25 ms of it the caller's "
+        "CPU: signing, http.client, header parsing). The emulator adds little; "
+        "the goal would need < 0.1 ms per connection end to end on 2 cores. In AWS each call is "
+        "network-bound (tens of "
         "ms), which the 32-thread push pool overlaps."
     )
+    calls_only = _calls_only(fanout, reps)
     return [
         Row(
             "5 fan-out",
@@ -336,8 +341,42 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
                 f"(1 connection: {median(call[1]):.2f} ms), i.e. {median(call[fanout]) / fanout:.2f} ms per connection "
                 f"in the sending Lambda"
             ),
-        )
+        ),
+        Row(
+            "5 fan-out",
+            f"the {fanout} signed PostToConnection calls alone, to a loopback stub answering 202",
+            calls_only[fanout],
+            calls_only[1],
+            floor_label="1 call",
+            note=(
+                "the push pool and bitworks.awscall against bench.stub_lambda in its own process: no emulator, no "
+                "WebSocket, no database; what the per-connection HTTP call costs in CPython on this host"
+            ),
+        ),
     ]
+
+
+def _calls_only(fanout: int, reps: int) -> dict[int, list[float]]:
+    from bench.warm import start_stub
+    from bitworks.realtime import _pool, _send
+
+    stub, url = start_stub()
+    data = b'{"type":"bench.fanout"}'
+    out: dict[int, list[float]] = {1: [], fanout: []}
+    try:
+        for rep in range(reps + 3):
+            for n in (1, fanout):
+                ids = [f"bench{i}=" for i in range(n)]
+                t0 = time.monotonic()
+                outcomes = list(_pool().map(lambda c: _send(f"{url}/prod", c, data), ids))
+                elapsed = (time.monotonic() - t0) * 1000
+                assert outcomes == ["sent"] * n, outcomes
+                if rep >= 3:
+                    out[n].append(elapsed)
+    finally:
+        stub.terminate()
+        stub.wait(5)
+    return out
 
 
 async def _touch_all(stack: Stack, admin: Fixture, notes: list[str]) -> None:
