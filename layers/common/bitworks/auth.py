@@ -94,7 +94,34 @@ def issue_access_token(user_id: uuid.UUID, client_id: uuid.UUID | None, role: st
     return jwt.encode(claims, _secret(), algorithm="HS256"), settings.access_token_ttl, exp
 
 
+# Tokens whose signature and claims were verified in this container, with the settings and secret
+# they were verified under (tests and `make dev` reload those). A string's signature stays valid,
+# so a repeat only needs its expiry checked again; the DB check of the token's user
+# (access.authenticate_bearer) still runs on every request. PyJWT's decode costs ~0.2 ms per call
+# (it checks the base64 one character at a time), on every request.
+_VERIFIED: dict[tuple[str, str], tuple[object, dict[str, Any]]] = {}
+_VERIFIED_MAX = 512
+
+
 def decode_access_token(token: str) -> dict[str, Any]:
+    settings, key = get_settings(), (token, _secret())
+    known = _VERIFIED.get(key)
+    if known is not None and known[0] is settings:
+        if time.time() < known[1]["exp"]:  # PyJWT's rule (no leeway): expired once now >= exp
+            return dict(known[1])
+        _VERIFIED.pop(key, None)
+        raise Unauthorized("invalid or expired token")
+    claims = _decode_access_token(token)
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        try:
+            del _VERIFIED[next(iter(_VERIFIED))]  # the oldest; another thread may have taken it
+        except (KeyError, StopIteration, RuntimeError):
+            pass
+    _VERIFIED[key] = (settings, dict(claims))
+    return claims
+
+
+def _decode_access_token(token: str) -> dict[str, Any]:
     settings = get_settings()
     try:
         claims: dict[str, Any] = jwt.decode(
