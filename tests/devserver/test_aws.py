@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import requests
 from websockets.sync.client import connect
 
-from .conftest import Env, aws_client, wait_for
+import devserver
+
+from .conftest import TEMPLATE, Env, aws_client, wait_for
 
 
 def test_invoke_request_response(emu: Env) -> None:
@@ -103,3 +106,21 @@ def test_stats_and_health(emu: Env) -> None:
     stats = requests.get(f"{emu.aws}/_emulator/stats", timeout=10).json()
     noop = stats["functions"]["Noop"]
     assert noop["invocations"] >= 1 and noop["peak_rss_mb"] > 5 and noop["worker_details"][0]["pid"] > 0
+
+
+def test_peak_memory_is_the_workers_own(tmp_path: Path) -> None:
+    """A worker's "Max Memory Used" must not include the memory of whoever started the emulator:
+    Linux carries ru_maxrss across fork + exec, so it once reported this test runner's RSS."""
+    ballast = bytearray(400 * 1024 * 1024)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1  # resident, not just reserved
+    log = open(tmp_path / "emulator.log", "w")
+    handle = devserver.start(str(TEMPLATE), parameter_overrides={"RecordDir": str(tmp_path / "records")}, log_stream=log)
+    try:
+        assert requests.get(f"{handle.http_url}/noop", timeout=30).status_code == 200
+        noop = requests.get(f"{handle.aws_url}/_emulator/stats", timeout=10).json()["functions"]["Noop"]
+        assert 5 < noop["peak_rss_mb"] < 200, noop
+    finally:
+        handle.stop()
+        log.close()
+        del ballast
