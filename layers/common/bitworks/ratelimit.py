@@ -42,7 +42,11 @@ def hit(session: Session, key: str, limit: int, window_seconds: int, message: st
 
 def limited(message: str, window_end: datetime) -> RateLimited:
     """The 429 for a window that ends at `window_end`."""
-    return RateLimited(message, retry_after=max(1, int((window_end - datetime.now(timezone.utc)).total_seconds()) + 1))
+    return RateLimited(message, retry_after=_retry_after(window_end))
+
+
+def _retry_after(window_end: datetime) -> int:
+    return max(1, int((window_end - datetime.now(timezone.utc)).total_seconds()) + 1)
 
 
 def exceeded(session: Session, key: str, limit: int, window_seconds: int) -> int | None:
@@ -50,7 +54,7 @@ def exceeded(session: Session, key: str, limit: int, window_seconds: int) -> int
     start, end = window(window_seconds)
     count = session.execute(_PEEK, {"key": key, "start": start}).scalar()
     if count is not None and count >= limit:
-        return max(1, int((end - datetime.now(timezone.utc)).total_seconds()) + 1)
+        return _retry_after(end)
     return None
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from bitworks.bodies import Body  # a validated request body (bitworks.bodies; shapes in bitworks.schemas)
 
 RATE_WINDOW_SECONDS = 60
+TOO_MANY_MESSAGES = "too many messages, slow down"
 TURN_MARGIN_SECONDS = 30  # async-invoke queueing and clock slack on top of the delivery budget
 LEASE_MARGIN_SECONDS = 5
 DISPATCH_SAFETY_SECONDS = 3  # keep this much of the Lambda's time to store the outcome
@@ -107,10 +108,14 @@ def _is_turn(conversation: Conversation | None, message_id: uuid.UUID, turn_id: 
     return conversation is not None and conversation.active_message_id == message_id and conversation.turn_id == turn_id
 
 
+def _new_turn() -> tuple[uuid.UUID, datetime]:
+    """A fresh turn id and the deadline by which the sweeper may end the turn."""
+    return uuid.uuid4(), _now() + _turn_deadline(get_settings())
+
+
 def _start_turn(session: Session, conversation: Conversation, message_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID]:
     conversation.active_message_id = message_id
-    conversation.turn_id = uuid.uuid4()
-    conversation.turn_expires_at = _now() + _turn_deadline(get_settings())
+    conversation.turn_id, conversation.turn_expires_at = _new_turn()
     return message_id, conversation.turn_id
 
 
@@ -213,8 +218,12 @@ def _message_rate(client_settings: dict[str, Any]) -> int:
     return limit
 
 
+def _rate_key(user_id: uuid.UUID) -> str:
+    return f"msg:user:{user_id}"
+
+
 def _rate_limit(session: Session, client_settings: dict[str, Any], user_id: uuid.UUID) -> None:
-    ratelimit.hit(session, f"msg:user:{user_id}", _message_rate(client_settings), RATE_WINDOW_SECONDS, "too many messages, slow down")
+    ratelimit.hit(session, _rate_key(user_id), _message_rate(client_settings), RATE_WINDOW_SECONDS, TOO_MANY_MESSAGES)
 
 
 @cache
@@ -292,19 +301,17 @@ def send_user_message(
         metadata_={},
         error=None,
     )
-    starts_turn = bot and conversation.active_message_id is None
-    turn_id = uuid.uuid4() if starts_turn else None
-    turn_expires_at = _now() + _turn_deadline(get_settings()) if starts_turn else None
+    turn_id, turn_expires_at = _new_turn() if bot and conversation.active_message_id is None else (None, None)
     window_start, window_end = ratelimit.window(RATE_WINDOW_SECONDS)
     params = {
-        "key": f"msg:user:{principal.user_id}",
+        "key": _rate_key(principal.user_id),
         "start": window_start,
         "end": window_end,
         "amount": 1,
         "limit": _message_rate(client_settings),
         "conversation_id": conversation.id,
         "seq": message.seq,
-        "turn_message": message.id if starts_turn else None,
+        "turn_message": message.id if turn_id else None,
         "turn_id": turn_id,
         "turn_expires_at": turn_expires_at,
         "id": message.id,
@@ -318,9 +325,9 @@ def send_user_message(
         # Unreachable while every writer takes the row lock first; a clear answer if one ever does not.
         raise Conflict("the message conflicts with one stored meanwhile; retry") from None
     if stored_at is None:
-        raise ratelimit.limited("too many messages, slow down", window_end)
+        raise ratelimit.limited(TOO_MANY_MESSAGES, window_end)
     message.timestamp = stored_at
-    turn = (message.id, turn_id) if starts_turn and turn_id is not None else None
+    turn = (message.id, turn_id) if turn_id else None
     shaped = views.message(message)
     events = [{"type": "message.created", "message": shaped}]
     outbox.defer(session, lambda: _push_then_invoke(audience, events, turn))
