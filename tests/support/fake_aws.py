@@ -18,6 +18,10 @@ from urllib.parse import unquote
 STAGE = "prod"
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a fan-out opens up to 32 connections at once (the default backlog is 5)
+
+
 class FakeAws:
     def __init__(self) -> None:
         self.invokes: list[dict[str, Any]] = []
@@ -83,7 +87,7 @@ class FakeAws:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self.management_url = f"{self.url}/{STAGE}"

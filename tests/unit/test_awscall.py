@@ -168,3 +168,144 @@ def test_a_closed_keepalive_connection_is_reopened(server: Any) -> None:
     # and the same host again after its server closed our kept-alive socket
     assert awscall.call("POST", url2, "execute-api", "us-east-1", b"3") == 202
     assert [b for *_, b in s2.seen] == [b"2", b"3"]
+
+
+# -- many calls at once (the fan-out) --------------------------------------------------------------
+class _Backlogged(ThreadingHTTPServer):
+    request_queue_size = 128  # a batch opens FAN_WIDTH connections at once (the default is 5)
+
+
+class _FanServer:
+    """Answers each path from its own script of statuses (default 200), optionally chunked or
+    unsized; records each request's path and the client port it came from."""
+
+    def __init__(self, scripts: dict[str, list[int]] | None = None, framing: str = "length") -> None:
+        self.scripts = scripts or {}
+        self.seen: list[tuple[str, str, int, bytes]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with outer.lock:
+                    outer.seen.append((self.command, self.path, self.client_address[1], body))
+                    script = outer.scripts.get(self.path) or []
+                    status = script.pop(0) if script else 200
+                payload = json.dumps({"message": f"status {status}"}).encode() if status >= 300 else b'{"ok":1}'
+                self.send_response(status)
+                if status == 410:
+                    self.send_header("x-amzn-ErrorType", "GoneException")
+                if framing == "chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    half = len(payload) // 2
+                    for part in (payload[:half], payload[half:]):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
+                elif framing == "unsized":
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    self.close_connection = True
+                else:
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    self.close_connection = framing == "drop"
+
+            do_POST = do_DELETE = _answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = _Backlogged(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}/prod"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def fan_server() -> Any:
+    made: list[_FanServer] = []
+
+    def start(scripts: dict[str, list[int]] | None = None, framing: str = "length") -> _FanServer:
+        made.append(_FanServer(scripts, framing))
+        return made[-1]
+
+    yield start
+    for s in made:
+        s.close()
+
+
+def test_a_fan_out_answers_each_connection_in_order(fan_server: Any, settings: Any) -> None:
+    ids = [f"c{i}=" for i in range(100)]
+    s = fan_server(
+        {
+            "/prod/@connections/c7%3D": [410],
+            "/prod/@connections/c42%3D": [429, 503, 200],  # throttled, then a 5xx: retried
+            "/prod/@connections/c64%3D": [500, 500, 500, 500, 500],  # never recovers
+            "/prod/@connections/c99%3D": [403],  # not retried
+        }
+    )
+    errors = awscall.post_to_connections(s.endpoint, ids, b'{"type":"x"}')
+    assert len(errors) == 100
+    assert isinstance(errors[7], awscall.GoneError)
+    assert isinstance(errors[64], awscall.AwsCallError) and errors[64].status == 500
+    assert isinstance(errors[99], awscall.AwsCallError) and errors[99].status == 403
+    assert [i for i, e in enumerate(errors) if e is not None] == [7, 64, 99]
+    paths = [p for _, p, _, _ in s.seen]
+    assert paths.count("/prod/@connections/c42%3D") == 3 and paths.count("/prod/@connections/c7%3D") == 1
+    assert paths.count("/prod/@connections/c64%3D") == awscall.ATTEMPTS  # one bound, batch included
+    assert all(body == b'{"type":"x"}' for *_, body in s.seen)
+    # at most FAN_WIDTH connections were opened for the batch, and a second batch reuses them
+    first_ports = {port for *_, port, _ in s.seen}
+    assert 1 < len(first_ports) <= awscall.FAN_WIDTH
+    s.seen.clear()
+    assert awscall.post_to_connections(s.endpoint, ids[:50], b"{}") == [None] * 50
+    assert {port for *_, port, _ in s.seen} <= first_ports
+
+
+def test_a_fan_out_signs_every_request(fan_server: Any, settings: Any) -> None:
+    s = fan_server()
+    seen_auth: list[str] = []
+
+    real = awscall.sign
+
+    def spy(*args: Any, **kwargs: Any) -> dict[str, str]:
+        headers = real(*args, **kwargs)
+        seen_auth.append(headers["Authorization"])
+        return headers
+
+    awscall.sign = spy  # type: ignore[assignment]
+    try:
+        assert awscall.delete_connections(s.endpoint, ["a=", "b="]) == [None, None]
+    finally:
+        awscall.sign = real  # type: ignore[assignment]
+    assert [m for m, *_ in s.seen] == ["DELETE", "DELETE"]
+    assert len(set(seen_auth)) == 2 and all("/execute-api/aws4_request" in a for a in seen_auth)
+
+
+@pytest.mark.parametrize("framing", ["chunked", "unsized"])
+def test_responses_without_a_content_length_are_read(fan_server: Any, settings: Any, framing: str) -> None:
+    s = fan_server({"/prod/@connections/g%3D": [410]}, framing=framing)
+    errors = awscall.post_to_connections(s.endpoint, ["a=", "g=", "b="], b"{}")
+    assert errors[0] is None and errors[2] is None
+    assert isinstance(errors[1], awscall.GoneError) and errors[1].detail == "status 410"
+
+
+def test_a_fan_out_survives_connections_the_server_dropped(fan_server: Any, settings: Any) -> None:
+    # The server closes each kept-alive socket after its answer, without saying so (as a load
+    # balancer does at its idle timeout): the next batch finds them closed and opens new ones.
+    s = fan_server(framing="drop")
+    ids = [f"k{i}=" for i in range(40)]
+    assert awscall.post_to_connections(s.endpoint, ids, b"1") == [None] * 40
+    assert awscall.post_to_connections(s.endpoint, ids, b"2") == [None] * 40
+    for body in (b"1", b"2"):
+        assert sorted(p for _, p, _, b in s.seen if b == body) == sorted(f"/prod/@connections/k{i}%3D" for i in range(40))

@@ -12,7 +12,6 @@ only a connection idle for longer than DB_PING_AFTER_SECONDS also gets a real `S
 from __future__ import annotations
 
 import functools
-import select
 import ssl
 import threading
 import time
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from bitworks.config import Settings, get_settings
+from bitworks.sockets import idle_peer_closed
 
 _engine: Engine | None = None
 _lock = threading.Lock()
@@ -165,16 +165,9 @@ def autocommit_reads(connection: object) -> None:
 
 
 def _socket_says_closed(dbapi_connection: object) -> bool:
-    """An idle PostgreSQL connection has nothing to read: data (a FATAL before the close) or EOF
-    means the server is gone or ended the session. pg8000 keeps its socket in `_usock`."""
+    """pg8000 keeps its socket in `_usock`; no socket there is not ours to judge."""
     sock = getattr(dbapi_connection, "_usock", None)
-    if sock is None:
-        return False
-    try:
-        readable, _, broken = select.select([sock], [], [sock], 0)
-    except (OSError, ValueError):  # closed or invalid descriptor
-        return True
-    return bool(readable or broken)
+    return sock is not None and idle_peer_closed(sock)
 
 
 def _watch_liveness(engine: Engine, ping_after_seconds: float) -> None:

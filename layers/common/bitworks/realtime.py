@@ -9,7 +9,9 @@ Interface used across the layer (keep these signatures):
 - push_to_connections(session, connection_ids, event) -> PushResult
 - disconnect_users(session, user_ids) -> int: delete their connection rows and close the sockets
 
-Sends run concurrently; a connection that answers 410 Gone is deleted while the others still receive.
+Sends to many sockets overlap (bitworks.awscall.call_many: up to 32 requests in flight over
+kept-alive connections, no threads); a connection that answers 410 Gone is deleted while the
+others still receive.
 The endpoint is built from the API id, region and stage (not domainName, wrong behind a custom
 domain); WS_MANAGEMENT_ENDPOINT or boto3's AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI override it.
 The calls themselves go through bitworks.awscall (signed by hand; no boto3 on this path).
@@ -18,10 +20,8 @@ The calls themselves go through bitworks.awscall (signed by hand; no boto3 on th
 from __future__ import annotations
 
 import os
-import threading
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,9 +31,6 @@ from sqlalchemy.orm import Session
 from bitworks.config import get_settings
 from bitworks.jsonutil import dumps
 from bitworks.models import Connection, Conversation
-
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
 
 
 @dataclass
@@ -51,42 +48,29 @@ def management_endpoint() -> str:
     return f"https://{settings.websocket_api_id}.execute-api.{settings.aws_region}.amazonaws.com/{settings.websocket_stage}"
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            # Kept for the container's life: sends to many sockets overlap instead of queueing.
-            _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="push")
-        return _executor
+def _outcome(connection_id: str, error: Exception | None) -> str:
+    from bitworks.awscall import GoneError
 
-
-def _send(endpoint: str, connection_id: str, data: bytes) -> str:
-    from bitworks.awscall import GoneError, post_to_connection
-
-    try:
-        post_to_connection(endpoint, connection_id, data)
+    if error is None:
         return "sent"
-    except GoneError:
+    if isinstance(error, GoneError):
         return "gone"
-    except Exception as exc:  # noqa: BLE001 - one bad connection must not stop the others
-        from bitworks.api import logger
+    from bitworks.api import logger
 
-        logger.warning("push failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
-        return "failed"
+    logger.warning("push failed", extra={"connection_id": connection_id, "error": type(error).__name__})
+    return "failed"
 
 
 def push_to_connections(session: Session | None, connection_ids: Iterable[str], event: dict[str, Any]) -> PushResult:
+    from bitworks.awscall import post_to_connections
+
     ids = list(dict.fromkeys(connection_ids))
     result = PushResult()
     if not ids:
         return result
-    data = dumps(event).encode()
-    endpoint = management_endpoint()
-    if len(ids) == 1:
-        outcomes = [_send(endpoint, ids[0], data)]
-    else:
-        outcomes = list(_pool().map(lambda c: _send(endpoint, c, data), ids))
-    for connection_id, outcome in zip(ids, outcomes, strict=True):
+    errors = post_to_connections(management_endpoint(), ids, dumps(event).encode())
+    for connection_id, error in zip(ids, errors, strict=True):
+        outcome = _outcome(connection_id, error)
         if outcome == "sent":
             result.sent += 1
         elif outcome == "gone":
@@ -174,18 +158,10 @@ def close_connections(connection_ids: Iterable[str]) -> None:
 
 
 def _close_all(connection_ids: list[str]) -> None:
-    from bitworks.awscall import GoneError, delete_connection
+    from bitworks.awscall import GoneError, delete_connections
 
-    endpoint = management_endpoint()
+    for connection_id, error in zip(connection_ids, delete_connections(management_endpoint(), connection_ids), strict=True):
+        if error is not None and not isinstance(error, GoneError):  # gone: API Gateway already dropped it
+            from bitworks.api import logger  # the row is deleted either way
 
-    def close(connection_id: str) -> None:
-        try:
-            delete_connection(endpoint, connection_id)
-        except GoneError:
-            pass  # API Gateway already dropped it: the usual case for stale rows
-        except Exception as exc:  # noqa: BLE001 - the row is gone either way
-            from bitworks.api import logger
-
-            logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(exc).__name__})
-
-    list(_pool().map(close, connection_ids))
+            logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(error).__name__})
