@@ -82,18 +82,18 @@ def test_the_connection_goes_back_transactional(db: Any, api_client: Any, chat: 
     assert title != "rolled back"
 
 
-def test_sending_a_message_costs_five_statements(api_client: Any, chat: dict[str, Any], wire: list[str], aws: Any) -> None:
-    """begin, the token's user, the conversation locked with its client's settings and push
-    audience, one statement for the rate count + seq/turn update + insert, commit."""
+def test_sending_a_message_costs_four_statements(api_client: Any, chat: dict[str, Any], wire: list[str], aws: Any) -> None:
+    """begin, the conversation locked with its client's settings, push audience and the token's
+    user, one statement for the rate count + seq/turn update + insert, commit."""
     path = f"/conversations/{chat['conversation']}/messages"
     assert api_client.call("POST", path, token=chat["token"], body={"content": "warm"})[0] == 201
     wire.clear()
     status, data, _ = api_client.call("POST", path, token=chat["token"], body={"content": "counted"})
     assert status == 201 and data["message"]["seq"] == 2
     kinds = [s.split()[0] for s in wire]
-    assert kinds == ["begin", "select", "select", "with", "commit"], wire
-    assert "for update" in wire[2] and "connections" in wire[2]
-    assert "rate_limits" in wire[3] and "update conversations" in wire[3] and "into messages" in wire[3]
+    assert kinds == ["begin", "select", "with", "commit"], wire
+    assert "for update" in wire[1] and "connections" in wire[1] and "join users" in wire[1]
+    assert "rate_limits" in wire[2] and "update conversations" in wire[2] and "into messages" in wire[2]
     assert len(aws.invokes) == 1  # the first message started the turn; this one waits behind it
 
 
@@ -104,10 +104,82 @@ def test_a_client_message_id_adds_its_repeat_check(api_client: Any, chat: dict[s
     wire.clear()
     status, first, _ = api_client.call("POST", path, token=chat["token"], body=body)
     assert status == 201
-    assert [s.split()[0] for s in wire] == ["begin", "select", "select", "select", "with", "commit"], wire
-    assert "client_message_id" in wire[3]
+    assert [s.split()[0] for s in wire] == ["begin", "select", "select", "with", "commit"], wire
+    assert "client_message_id" in wire[2]
     wire.clear()
     status, again, _ = api_client.call("POST", path, token=chat["token"], body=body)
     assert status == 200 and again["message"]["id"] == first["message"]["id"]
     # The repeat answers from the lock and the check: nothing counted, nothing written.
     assert not any(s.startswith("with") for s in wire), wire
+
+
+# -- the token's user, checked inside the send's row lock (auth="in_service") ----------------------
+def _count(db: Any, conversation_id: str) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM messages WHERE conversation_id = :c"), {"c": conversation_id}).scalar())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE users SET token_version = token_version + 1 WHERE id = :u",  # revoked (password change)
+        "UPDATE users SET role = 'admin' WHERE id = :u",  # role changed since the token was issued
+        "DELETE FROM users WHERE id = :u",  # gone
+    ],
+)
+def test_a_stale_token_cannot_send_and_stores_nothing(
+    db: Any, factory: Any, api_client: Any, chat: dict[str, Any], aws: Any, change: str
+) -> None:
+    path = f"/conversations/{chat['conversation']}/messages"
+    assert api_client.call("POST", path, token=chat["token"], body={"content": "first"})[0] == 201
+    with db.begin() as conn:
+        user_id = conn.execute(text("SELECT user_id FROM conversations WHERE id = :c"), {"c": chat["conversation"]}).scalar()
+        if change.startswith("DELETE"):
+            # the conversation must outlive its user for the join to be what decides
+            other = factory.user(factory.client())
+            conn.execute(text("UPDATE conversations SET user_id = :o WHERE id = :c"), {"o": other.id, "c": chat["conversation"]})
+        conn.execute(text(change), {"u": user_id})
+    before = _count(db, chat["conversation"])
+    status, data, _ = api_client.call("POST", path, token=chat["token"], body={"content": "after"})
+    assert status == 401 and data["error"]["code"] == "unauthorized", data
+    assert _count(db, chat["conversation"]) == before
+
+
+def test_an_unknown_conversation_is_404_for_a_good_token_and_401_for_a_stale_one(
+    db: Any, factory: Any, api_client: Any, chat: dict[str, Any]
+) -> None:
+    missing = "/conversations/00000000-0000-4000-8000-000000000000/messages"
+    assert api_client.call("POST", missing, token=chat["token"], body={"content": "x"})[0] == 404
+    with db.begin() as conn:
+        conn.execute(
+            text("UPDATE users SET token_version = token_version + 1 WHERE id = (SELECT user_id FROM conversations WHERE id = :c)"),
+            {"c": chat["conversation"]},
+        )
+    assert api_client.call("POST", missing, token=chat["token"], body={"content": "x"})[0] == 401
+
+
+def test_another_users_conversation_stays_404(factory: Any, api_client: Any, chat: dict[str, Any]) -> None:
+    stranger = factory.user(factory.client())
+    status, data, _ = api_client.call(
+        "POST", f"/conversations/{chat['conversation']}/messages", token=factory.token(stranger), body={"content": "x"}
+    )
+    assert status == 404, data
+
+
+def test_a_route_that_never_checks_the_tokens_user_commits_nothing(db: Any, factory: Any, chat: dict[str, Any]) -> None:
+    from bitworks.api import HttpApp
+    from tests.support.events import LambdaContext, http_event
+
+    app = HttpApp()
+
+    @app.route("POST", "/probe", auth="in_service")
+    def probe(req: Any) -> dict[str, Any]:
+        req.session.execute(text("UPDATE conversations SET title = 'unchecked' WHERE id = :c"), {"c": chat["conversation"]})
+        return {}
+
+    event = http_event("POST", "/probe", route="/probe", path_params={}, body={}, token=chat["token"])
+    response = app.handler(event, LambdaContext("Probe"))
+    assert response["statusCode"] == 500
+    with db.connect() as conn:
+        title = conn.execute(text("SELECT title FROM conversations WHERE id = :c"), {"c": chat["conversation"]}).scalar()
+    assert title != "unchecked"

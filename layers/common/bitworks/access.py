@@ -56,26 +56,61 @@ class Principal:
         return self.role == "api_key"
 
 
-def authenticate_bearer(session: Session, authorization: str | None) -> Principal:
+class TokenClaims:
+    """A verified access token whose user is not looked up yet. The lookup (is the user still
+    there, with this token version, role and client?) can ride on a statement the route runs
+    anyway: services.chat's row lock of a send. `principal_for` is the check, and records its
+    answer here; HttpApp refuses to commit a route that never made it."""
+
+    __slots__ = ("client_id", "principal", "role", "user_id", "version")
+
+    def __init__(self, claims: dict[str, object]) -> None:
+        self.user_id = uuid.UUID(str(claims["sub"]))
+        self.version, self.role = claims["ver"], claims["role"]
+        self.client_id = claims.get("cid")
+        self.principal: Principal | None = None
+
+
+def bearer_claims(authorization: str | None) -> TokenClaims | None:
+    """The verified token of an Authorization header (401 when missing or invalid); None for an
+    n8n API key, which authenticate_bearer looks up."""
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer token")
     token = authorization[7:].strip()
     if token.startswith("bwk_"):
-        from bitworks.services.api_keys import authenticate_api_key
-
-        return authenticate_api_key(session, token)
+        return None
     from bitworks.auth import decode_access_token
 
-    claims = decode_access_token(token)
-    user_id = uuid.UUID(claims["sub"])
+    return TokenClaims(decode_access_token(token))
+
+
+def principal_for(claims: TokenClaims, token_version: int | None, role: str | None, client_id: uuid.UUID | None) -> Principal:
+    """The token against its user as stored now (None values: the user is gone). Deleted users,
+    bumped token versions (password change, revocation) and role changes end here."""
+    if token_version is None or role is None or token_version != claims.version or role != claims.role:
+        raise Unauthorized("invalid or expired token")
+    if claims.client_id != (str(client_id) if client_id else None):
+        raise Unauthorized("invalid or expired token")
+    claims.principal = Principal(user_id=claims.user_id, client_id=client_id, role=role, token_version=token_version)
+    return claims.principal
+
+
+def check_token_user(session: Session, claims: TokenClaims) -> Principal:
     # Three columns through Core: every request pays for this lookup, an ORM load costs twice as much.
-    user = session.execute(_TOKEN_USER, {"id": user_id}).first()
-    # Deleted users, bumped token versions (password change, revocation) and role changes end here.
-    if user is None or user.token_version != claims["ver"] or user.role != claims["role"]:
-        raise Unauthorized("invalid or expired token")
-    if claims.get("cid") != (str(user.client_id) if user.client_id else None):
-        raise Unauthorized("invalid or expired token")
-    return Principal(user_id=user_id, client_id=user.client_id, role=user.role, token_version=user.token_version)
+    user = session.execute(_TOKEN_USER, {"id": claims.user_id}).first()
+    if user is None:
+        return principal_for(claims, None, None, None)
+    return principal_for(claims, user.token_version, user.role, user.client_id)
+
+
+def authenticate_bearer(session: Session, authorization: str | None) -> Principal:
+    claims = bearer_claims(authorization)
+    if claims is None:
+        from bitworks.services.api_keys import authenticate_api_key
+
+        assert authorization is not None  # bearer_claims refused a missing header
+        return authenticate_api_key(session, authorization[7:].strip())
+    return check_token_user(session, claims)
 
 
 def require_user(principal: Principal) -> None:

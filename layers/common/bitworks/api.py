@@ -19,14 +19,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from sqlalchemy.orm import Session
 
 from bitworks import errors
-from bitworks.access import Principal, authenticate_bearer
+from bitworks.access import Principal, TokenClaims, authenticate_bearer, bearer_claims, check_token_user
 from bitworks.jsonutil import dumps
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class Request:
         self._readonly = readonly
         self._session: Session | None = None
         self._principal: Principal | None = None
+        self._claims: TokenClaims | None = None
         self._body: Any = None
 
     # -- database -----------------------------------------------------------------------------
@@ -116,8 +117,18 @@ class Request:
     @property
     def principal(self) -> Principal:
         if self._principal is None:
-            self._principal = authenticate_bearer(self.session, self.header("authorization"))
+            if self._claims is not None:
+                self._principal = self._claims.principal or check_token_user(self.session, self._claims)
+            else:
+                self._principal = authenticate_bearer(self.session, self.header("authorization"))
         return self._principal
+
+    def bearer(self) -> Principal | TokenClaims:
+        """On a route declared auth="in_service": the verified token, whose user check the service
+        folds into its first statement (access.principal_for); an API key's principal as usual."""
+        if self._claims is not None and self._claims.principal is None:
+            return self._claims
+        return self.principal
 
     def header(self, name: str) -> str | None:
         headers = self.event.get("headers") or {}
@@ -303,7 +314,7 @@ class HttpApp:
         path: str,
         *,
         status: int = 200,
-        auth: bool = True,
+        auth: bool | Literal["in_service"] = True,
         body: Spec | None = None,
         response: type[BaseModel] | str | None = None,
         query: tuple[str, ...] = (),
@@ -312,7 +323,9 @@ class HttpApp:
         scope: str | None = None,
         readonly: bool | None = None,
     ) -> Callable[[Callable[[Request], Any]], Callable[[Request], Any]]:
-        """`scope`: the API-key scope that admits n8n keys to this route; without one, keys get 403.
+        """`auth="in_service"`: the token is verified here, its user checked by the service (one
+        round trip saved on the hot path; see Request.bearer).
+        `scope`: the API-key scope that admits n8n keys to this route; without one, keys get 403.
         `readonly` (default: GET routes): the request's reads run without BEGIN/COMMIT."""
         reads_only = method.upper() == "GET" if readonly is None else readonly
 
@@ -322,7 +335,7 @@ class HttpApp:
                     method,
                     path,
                     status,
-                    auth,
+                    bool(auth),
                     summary or (func.__doc__ or "").strip().split("\n")[0],
                     body,
                     response,
@@ -346,7 +359,7 @@ class HttpApp:
         self,
         func: Callable[[Request], Any],
         status: int,
-        auth: bool,
+        auth: bool | Literal["in_service"],
         body_model: Spec | None,
         scope: str | None,
         readonly: bool = False,
@@ -355,7 +368,11 @@ class HttpApp:
         req = Request(event, body_model, readonly)
         client_id: uuid.UUID | None = None
         try:
-            if auth:
+            claims = bearer_claims(req.header("authorization")) if auth == "in_service" else None
+            if claims is not None:
+                req._claims = claims
+                client_id = uuid.UUID(str(claims.client_id)) if claims.client_id else None
+            elif auth:
                 principal = req.principal
                 client_id = principal.client_id
                 if principal.is_api_key:
@@ -365,6 +382,8 @@ class HttpApp:
                     if scope not in principal.scopes:
                         raise errors.Forbidden(f"this API key lacks the scope {scope}")
             result = func(req)
+            if claims is not None and claims.principal is None:
+                raise RuntimeError(f"{func.__name__}: auth='in_service' but the token's user was never checked")
             req.finish(ok=True)
             if isinstance(result, Reply):
                 return _response(result.status, result.body, {**cors_headers(req.origin, client_id), **result.headers})

@@ -31,7 +31,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bitworks import outbox, ratelimit, views
-from bitworks.access import Principal, check_owned, owned_conversation, visible_conversation
+from bitworks.access import (
+    Principal,
+    TokenClaims,
+    check_owned,
+    check_token_user,
+    owned_conversation,
+    principal_for,
+    visible_conversation,
+)
 from bitworks.config import Settings, get_settings
 from bitworks.errors import Conflict, Forbidden, NotFound, Unauthorized
 from bitworks.jsonutil import dumps, iso
@@ -227,21 +235,34 @@ def _rate_limit(session: Session, client_settings: dict[str, Any], user_id: uuid
 
 
 @cache
-def _lock_for_send() -> TextClause:
-    """The conversation, row-locked, with its client's settings and its push audience: one round
-    trip, through Core (an ORM load costs 0.7 ms more). Built on first use: the audience rule
-    lives in bitworks.realtime, which a function loads only when it sends."""
+def _lock_for_send(with_token_user: bool) -> TextClause:
+    """The conversation, row-locked, with its client's settings and its push audience, and (for
+    a bearer token not checked yet) the token's user: one round trip, through Core (an ORM load
+    costs 0.7 ms more). Built on first use: the audience rule lives in bitworks.realtime, which a
+    function loads only when it sends."""
     from bitworks.realtime import audience_sql
 
+    user = ", u.token_version AS u_token_version, u.role AS u_role, u.client_id AS u_client_id" if with_token_user else ""
+    join = " LEFT JOIN users AS u ON u.id = :user_id" if with_token_user else ""
     return text(
         f"""
         SELECT c.id, c.client_id, c.user_id, c.status, c.mode, c.last_seq, c.active_message_id, k.settings,
-            {audience_sql("c.user_id", "c.id")} AS audience
-        FROM conversations AS c JOIN clients AS k ON k.id = c.client_id
+            {audience_sql("c.user_id", "c.id")} AS audience{user}
+        FROM conversations AS c JOIN clients AS k ON k.id = c.client_id{join}
         WHERE c.id = :id
         FOR UPDATE OF c
         """
     )
+
+
+def _lock_as(session: Session, who: Principal | TokenClaims, conversation_id: uuid.UUID) -> tuple[Principal, Any]:
+    """The sender, checked, and the locked conversation row (None when there is none)."""
+    if isinstance(who, Principal):
+        return who, session.execute(_lock_for_send(False), {"id": conversation_id}).first()
+    row = session.execute(_lock_for_send(True), {"id": conversation_id, "user_id": who.user_id}).first()
+    if row is None:  # no conversation: a bad token still answers 401, not 404
+        return check_token_user(session, who), None
+    return principal_for(who, row.u_token_version, row.u_role, row.u_client_id), row
 
 
 # Count the message against the sender's rate, then (if within it) allocate its seq, start its
@@ -265,7 +286,7 @@ _SEND = text(
 
 
 def send_user_message(
-    session: Session, principal: Principal, conversation_id: uuid.UUID, content: str, client_message_id: str | None
+    session: Session, who: Principal | TokenClaims, conversation_id: uuid.UUID, content: str, client_message_id: str | None
 ) -> tuple[dict[str, Any], bool]:
     """Store a user message (strictly ordered), start its turn when none runs; (message view, created?).
 
@@ -273,11 +294,13 @@ def send_user_message(
     nothing pushed, no turn, not counted against the rate); with other content 409.
 
     The hot path of the product, so it is counted in statements (tests/integration/test_round_trips):
-    the row lock comes first (with the client's settings and the push audience), which serialises
+    the row lock comes first (with the client's settings, the push audience and, for a bearer
+    token, the check of its user: `who` is then a TokenClaims), which serialises
     writers of the conversation, so the repeat check, seq = last_seq + 1 and the turn start need
     neither a savepoint nor a retry; then one statement counts the rate, updates the conversation
     and inserts the message. The pushes and the dispatch invoke go after the commit."""
-    conversation = check_owned(principal, session.execute(_lock_for_send(), {"id": conversation_id}).first())
+    principal, locked = _lock_as(session, who, conversation_id)
+    conversation = check_owned(principal, locked)
     client_settings, audience = dict(conversation.settings or {}), list(conversation.audience or ())
     if conversation.status == "closed":
         raise Conflict("the conversation is closed")
