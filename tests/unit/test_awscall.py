@@ -16,7 +16,9 @@ from bitworks import awscall
 NOW = datetime(2026, 11, 22, 7, 5, 9, tzinfo=timezone.utc)
 
 
-def botocore_headers(method: str, url: str, headers: dict[str, str], body: bytes, service: str, creds: Any) -> dict[str, str]:
+def botocore_headers(
+    method: str, url: str, headers: dict[str, str], body: bytes, service: str, creds: Any, now: datetime = NOW, region: str = "eu-west-1"
+) -> dict[str, str]:
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -24,8 +26,8 @@ def botocore_headers(method: str, url: str, headers: dict[str, str], body: bytes
     request = AWSRequest(method=method, url=url, data=body, headers=headers)
     from unittest import mock
 
-    with mock.patch("botocore.auth.get_current_datetime", return_value=NOW.replace(tzinfo=None)):
-        SigV4Auth(Credentials(*creds), service, "eu-west-1").add_auth(request)
+    with mock.patch("botocore.auth.get_current_datetime", return_value=now.replace(tzinfo=None)):
+        SigV4Auth(Credentials(*creds), service, region).add_auth(request)
     return dict(request.headers.items())
 
 
@@ -182,6 +184,7 @@ class _FanServer:
     def __init__(self, scripts: dict[str, list[int]] | None = None, framing: str = "length") -> None:
         self.scripts = scripts or {}
         self.seen: list[tuple[str, str, int, bytes]] = []
+        self.headers: list[dict[str, str]] = []
         self.lock = threading.Lock()
         outer = self
 
@@ -192,6 +195,7 @@ class _FanServer:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with outer.lock:
                     outer.seen.append((self.command, self.path, self.client_address[1], body))
+                    outer.headers.append(dict(self.headers.items()))
                     script = outer.scripts.get(self.path) or []
                     status = script.pop(0) if script else 200
                 payload = json.dumps({"message": f"status {status}"}).encode() if status >= 300 else b'{"ok":1}'
@@ -272,24 +276,19 @@ def test_a_fan_out_answers_each_connection_in_order(fan_server: Any, settings: A
     assert {port for *_, port, _ in s.seen} <= first_ports
 
 
-def test_a_fan_out_signs_every_request(fan_server: Any, settings: Any) -> None:
+def test_a_fan_out_signs_every_request_as_botocore_does(fan_server: Any, settings: Any) -> None:
     s = fan_server()
-    seen_auth: list[str] = []
-
-    real = awscall.sign
-
-    def spy(*args: Any, **kwargs: Any) -> dict[str, str]:
-        headers = real(*args, **kwargs)
-        seen_auth.append(headers["Authorization"])
-        return headers
-
-    awscall.sign = spy  # type: ignore[assignment]
-    try:
-        assert awscall.delete_connections(s.endpoint, ["a=", "b="]) == [None, None]
-    finally:
-        awscall.sign = real  # type: ignore[assignment]
-    assert [m for m, *_ in s.seen] == ["DELETE", "DELETE"]
-    assert len(set(seen_auth)) == 2 and all("/execute-api/aws4_request" in a for a in seen_auth)
+    ids = ["a=", "b/c=", "ünï="]
+    assert awscall.delete_connections(s.endpoint, ids) == [None, None, None]
+    assert [m for m, *_ in s.seen] == ["DELETE"] * 3
+    creds = awscall.credentials()
+    for (_, path, _, body), headers in zip(s.seen, s.headers, strict=True):
+        stamp = datetime.strptime(headers["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+        region = headers["Authorization"].split("/")[2]  # the scope's, as configured
+        url = s.endpoint.rsplit("/prod", 1)[0] + path
+        theirs = botocore_headers("DELETE", url, {"Host": headers["Host"]}, body, "execute-api", creds, stamp, region)
+        assert headers["Authorization"] == theirs["Authorization"]
+        assert "/execute-api/aws4_request" in headers["Authorization"]
 
 
 @pytest.mark.parametrize("framing", ["chunked", "unsized"])

@@ -91,6 +91,47 @@ def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
     return _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), day), region), service), "aws4_request")
 
 
+class Signer:
+    """SigV4 for requests that differ only in their path (a fan-out: one body to many
+    connections): the canonical headers, scope and key are worked out once, each path costs a
+    hash and an HMAC. Every header sent is signed; these calls have no query strings."""
+
+    __slots__ = ("_head", "_key", "_prefix", "_scope_line", "_suffix", "headers")
+
+    def __init__(
+        self,
+        method: str,
+        host: str,
+        headers: dict[str, str],
+        body_hash: str,
+        service: str,
+        region: str,
+        creds: tuple[str, str, str | None],
+        now: datetime | None = None,
+    ) -> None:
+        key, secret, token = creds
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+        out = {**headers, "Host": host, "X-Amz-Date": stamp}
+        if token:
+            out["X-Amz-Security-Token"] = token
+        lowered = {k.lower(): " ".join(v.split()) for k, v in out.items()}
+        names = sorted(lowered)
+        signed = ";".join(names)
+        scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
+        self.headers = out  # to send, with Authorization
+        # canonical request = METHOD \n path \n query (none) \n headers \n signed names \n body hash
+        self._prefix = f"{method.upper()}\n"
+        self._suffix = "\n\n" + "".join(f"{n}:{lowered[n]}\n" for n in names) + f"\n{signed}\n{body_hash}"
+        self._scope_line = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n"
+        self._head = f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={signed}, Signature="
+        self._key = _signing_key(secret, stamp[:8], region, service)
+
+    def authorization(self, path: str) -> str:
+        canonical = self._prefix + _canonical_path(path) + self._suffix
+        to_sign = self._scope_line + hashlib.sha256(canonical.encode()).hexdigest()
+        return self._head + hmac.new(self._key, to_sign.encode(), hashlib.sha256).hexdigest()
+
+
 def sign(
     method: str,
     url: str,
@@ -100,33 +141,10 @@ def sign(
     region: str,
     creds: tuple[str, str, str | None],
     now: datetime | None = None,
-    body_hash: str | None = None,
 ) -> dict[str, str]:
-    """Headers to send: `headers` plus Host, X-Amz-Date, X-Amz-Security-Token and Authorization.
-    Every header sent is signed (no query strings on these calls). body_hash: the body's SHA-256
-    (hex) when the caller signs the same body many times."""
-    key, secret, token = creds
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
-    out = {**headers, "Host": _host(url), "X-Amz-Date": stamp}
-    if token:
-        out["X-Amz-Security-Token"] = token
-    lowered = {k.lower(): " ".join(v.split()) for k, v in out.items()}
-    names = sorted(lowered)
-    canonical = "\n".join(
-        [
-            method.upper(),
-            _canonical_path(urlsplit(url).path),
-            "",
-            "".join(f"{n}:{lowered[n]}\n" for n in names),
-            ";".join(names),
-            body_hash or hashlib.sha256(body).hexdigest(),
-        ]
-    )
-    scope = f"{stamp[:8]}/{region}/{service}/aws4_request"
-    to_sign = f"AWS4-HMAC-SHA256\n{stamp}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    signature = hmac.new(_signing_key(secret, stamp[:8], region, service), to_sign.encode(), hashlib.sha256).hexdigest()
-    out["Authorization"] = f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={';'.join(names)}, Signature={signature}"
-    return out
+    """Headers to send: `headers` plus Host, X-Amz-Date, X-Amz-Security-Token and Authorization."""
+    signer = Signer(method, _host(url), headers, hashlib.sha256(body).hexdigest(), service, region, creds, now)
+    return {**signer.headers, "Authorization": signer.authorization(urlsplit(url).path)}
 
 
 # -- transport ---------------------------------------------------------------------------------
@@ -167,15 +185,19 @@ class Wire:
     def went_away(self) -> bool:
         return self.sock is not None and idle_peer_closed(self.sock)
 
-    def send(self, method: str, target: str, headers: dict[str, str], body: bytes) -> None:
+    @staticmethod
+    def header_lines(method: str, headers: dict[str, str], body: bytes) -> str:
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        if body or method in ("POST", "PUT"):
+            lines += f"Content-Length: {len(body)}\r\n"
+        return lines
+
+    def send(self, method: str, target: str, header_lines: str, body: bytes) -> None:
+        """header_lines: each ending in CRLF (see header_lines)."""
         if self.sock is None:
             self.open()
         assert self.sock is not None
-        lines = [f"{method} {target} HTTP/1.1"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        if body or method in ("POST", "PUT"):
-            lines.append(f"Content-Length: {len(body)}")
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self.sock.sendall(f"{method} {target} HTTP/1.1\r\n{header_lines}\r\n".encode("latin-1") + body)
 
     def receive(self, method: str) -> tuple[int, dict[str, str], bytes]:
         """(status, headers with lower-case names, body). Raises OSError when the connection
@@ -305,7 +327,7 @@ def call(
         signed = sign(method, url, headers or {}, body, service, region, credentials())
         wire = _connections(parts.scheme, parts.netloc, 1)[0]
         try:
-            wire.send(method, target, signed, body)
+            wire.send(method, target, Wire.header_lines(method, signed, body), body)
             status, answer, payload = wire.receive(method)
         except OSError:
             wire.close()
@@ -335,8 +357,8 @@ def call_many(method: str, urls: list[str], service: str, region: str, body: byt
         return []
     first = urlsplit(urls[0])
     assert all(urlsplit(u).netloc == first.netloc for u in urls), "one host per batch"
-    creds, body_hash = credentials(), hashlib.sha256(body).hexdigest()
-    now = datetime.now(timezone.utc)
+    signer = Signer(method, _host(urls[0]), {}, hashlib.sha256(body).hexdigest(), service, region, credentials())
+    fixed = Wire.header_lines(method, signer.headers, body)
     wires = _connections(first.scheme, first.netloc, min(FAN_WIDTH, len(urls)))
     results: list[int | Exception | None] = [None] * len(urls)
     retry: list[int] = []
@@ -346,9 +368,9 @@ def call_many(method: str, urls: list[str], service: str, region: str, body: byt
 
     def send_next(wire: Wire) -> None:
         for i in queue:
-            headers = sign(method, urls[i], {}, body, service, region, creds, now=now, body_hash=body_hash)
+            path = urlsplit(urls[i]).path
             try:
-                wire.send(method, urlsplit(urls[i]).path, headers, body)
+                wire.send(method, path, f"Authorization: {signer.authorization(path)}\r\n{fixed}", body)
             except OSError:
                 wire.close()
                 retry.append(i)
