@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import queue
 import subprocess
 import sys
@@ -295,11 +296,17 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
     out: dict[int, list[float]] = {1: [], fanout: []}
     call: dict[int, list[float]] = {1: [], fanout: []}
     sent: dict[int, int] = {}
+    # CPU spent by each party during the measured 100-connection pushes (/proc, 10 ms ticks: summed
+    # over all repetitions): the sender (this process), the emulator, the receivers' process.
+    cpu = {"sender": 0.0, "emulator": 0.0, "receivers": 0.0}
+    pids = {"emulator": stack.proc.pid, "receivers": many.proc.pid}
     try:
         k = 0
         for rep in range(reps + 3):
             for user, recv, n in ((one_user, single, 1), (fan_user, many, fanout)):
                 k += 1
+                before = {name: _cpu_ms(pid) for name, pid in pids.items()}
+                c0 = time.process_time()
                 with session_scope() as s:
                     t0 = time.monotonic()
                     result = push_to_users(s, [user.user_id], {"type": "bench.fanout", "k": k})
@@ -309,6 +316,10 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
                 if rep >= 3:  # 3 warm-up rounds (client pool, threads)
                     out[n].append((last - t0) * 1000)
                     call[n].append((t1 - t0) * 1000)
+                    if n == fanout:
+                        cpu["sender"] += (time.process_time() - c0) * 1000
+                        for name, pid in pids.items():
+                            cpu[name] += _cpu_ms(pid) - before[name]
     finally:
         many.close()
         single.close()
@@ -325,6 +336,14 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
         "alone against a loopback stub. In AWS each call is network-bound (milliseconds), which the 32 requests in "
         "flight overlap."
     )
+    per_connection = {name: ms * 1000 / (reps * fanout) for name, ms in cpu.items()}
+    total_us = sum(per_connection.values())
+    cpu_note = (
+        "; CPU per connection: "
+        + ", ".join(f"{name} {us:.0f} µs" for name, us in per_connection.items())
+        + f" = {total_us:.0f} µs, so on {os.cpu_count()} cores {fanout} connections need at least "
+        f"{total_us * fanout / 1000 / (os.cpu_count() or 1):.1f} ms of the three processes' CPU"
+    )
     calls_only = _calls_only(fanout, reps)
     return [
         Row(
@@ -337,7 +356,7 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
             note=(
                 f"n={len(out[fanout])}; the push call itself returned after {median(call[fanout]):.1f} ms "
                 f"(1 connection: {median(call[1]):.2f} ms), i.e. {median(call[fanout]) / fanout:.2f} ms per connection "
-                f"in the sending Lambda"
+                f"in the sending Lambda{cpu_note}"
             ),
         ),
         Row(
@@ -352,6 +371,16 @@ def _fanout_phase(stack: Stack, fan_user: Fixture, one_user: Fixture, fanout: in
             ),
         ),
     ]
+
+
+def _cpu_ms(pid: int) -> float:
+    """utime + stime of a process, in ms (Linux /proc; 0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def _calls_only(fanout: int, reps: int) -> dict[int, list[float]]:
