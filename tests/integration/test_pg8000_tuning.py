@@ -58,3 +58,74 @@ def test_timestamps_parse_as_pg8000_parses_them(db: Any) -> None:
         now = conn.execute(text("SELECT now()")).scalar()
     assert isinstance(now, datetime) and now.tzinfo is not None
     assert abs((now - datetime.now(timezone.utc)).total_seconds()) < 60
+
+
+# -- one round trip per statement (bitworks.db._one_round_trip) -----------------------------------
+QUERIES = [
+    (
+        "SELECT %s::int + 1 AS n, %s::text AS t, %s::uuid AS u, %s::jsonb AS j",
+        (41, "ünï", "5b7f0c2e-0b7a-4e38-9a55-1d6f2d1f0f11", '{"a": [1, null]}'),
+    ),
+    ("SELECT g AS n, g::text || %s AS t FROM generate_series(1, 3) AS g", ("x",)),
+    ("SELECT NULL::int AS nothing, ARRAY[%s, %s]::text[] AS arr, %s::numeric AS num", ("a", None, "1.50")),
+    ("SELECT 1 WHERE false", ()),
+]
+
+
+def _run(cursor: Any, sql: str, args: tuple[Any, ...]) -> tuple[Any, Any, Any]:
+    cursor.execute(sql, args)
+    rows = cursor.fetchall() if cursor.description else None
+    description = [d[:2] for d in cursor.description] if cursor.description else None
+    return rows, description, cursor.rowcount
+
+
+@pytest.mark.parametrize(("sql", "args"), QUERIES)
+def test_one_round_trip_answers_what_pg8000_answers(db: Any, database_url: str, sql: str, args: tuple[Any, ...]) -> None:
+    import pg8000.dbapi
+    from sqlalchemy import make_url
+
+    url = make_url(database_url)
+    plain = pg8000.dbapi.connect(
+        user=url.username,
+        password=url.password,
+        host=url.host,
+        port=url.port or 5432,
+        database=url.database,
+        unix_sock=url.query.get("unix_sock"),  # type: ignore[arg-type]
+    )
+    try:
+        with db.connect() as conn:
+            ours = conn.connection.dbapi_connection
+            assert "execute_unnamed" in vars(ours)  # installed on the engine's connections only
+            assert "execute_unnamed" not in vars(plain)
+            assert _run(ours.cursor(), sql, args) == _run(plain.cursor(), sql, args)
+    finally:
+        plain.close()
+
+
+def test_one_round_trip_keeps_errors_and_the_connection(db: Any) -> None:
+    import pg8000.core
+    import pg8000.dbapi
+
+    flushes: list[int] = []
+    flush = pg8000.core._flush
+    with db.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor()
+        pg8000.core._flush = lambda sock: (flushes.append(1), flush(sock))[1]  # type: ignore[assignment]
+        try:
+            cursor.execute("SELECT %s::int", (7,))
+            assert list(cursor.fetchall()) == [[7]] and len(flushes) == 1 + (0 if raw.autocommit else 1)  # + BEGIN
+        finally:
+            pg8000.core._flush = flush  # type: ignore[assignment]
+        for bad, code in (("SELEC 1", "42601"), ("SELECT %s::uuid", "22P02"), ("SELECT no_such_column", "42703")):
+            with pytest.raises(pg8000.dbapi.DatabaseError) as info:
+                cursor.execute(bad, ("not-a-uuid",) if "%s" in bad else ())
+            assert info.value.args[0]["C"] == code
+            raw.rollback()
+            cursor.execute("SELECT %s::text", ("still usable",))
+            assert list(cursor.fetchall()) == [["still usable"]]
+        cursor.execute("CREATE TEMP TABLE t1 (x int)")
+        cursor.execute("INSERT INTO t1 SELECT generate_series(1, %s)", (5,))
+        assert cursor.rowcount == 5
+        raw.rollback()

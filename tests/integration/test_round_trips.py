@@ -15,23 +15,38 @@ pytest_plugins = ["tests.support.n8n_stub"]  # the aws fixture: stubbed Lambda a
 
 @pytest.fixture
 def wire(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every statement pg8000 puts on the wire (simple and extended protocol)."""
+    """Every statement pg8000 puts on the wire (simple and extended protocol), and, under the
+    name "(round trip)", every write the client then waits on (pg8000's _flush)."""
     import pg8000.core
 
     sent: list[str] = []
-    simple, unnamed = pg8000.core.CoreConnection.execute_simple, pg8000.core.CoreConnection.execute_unnamed
+    simple, parse, flush = pg8000.core.CoreConnection.execute_simple, pg8000.core.CoreConnection.send_PARSE, pg8000.core._flush
 
     def spy_simple(self: Any, statement: str, *a: Any, **k: Any) -> Any:
         sent.append(statement.strip().lower())
         return simple(self, statement, *a, **k)
 
-    def spy_unnamed(self: Any, statement: str, *a: Any, **k: Any) -> Any:
+    def spy_parse(self: Any, name: bytes, statement: str, *a: Any, **k: Any) -> Any:
         sent.append(statement.strip().lower())
-        return unnamed(self, statement, *a, **k)
+        return parse(self, name, statement, *a, **k)
 
+    def spy_flush(sock: Any) -> Any:
+        ROUND_TRIPS.append(1)
+        return flush(sock)
+
+    ROUND_TRIPS.clear()
     monkeypatch.setattr(pg8000.core.CoreConnection, "execute_simple", spy_simple)
-    monkeypatch.setattr(pg8000.core.CoreConnection, "execute_unnamed", spy_unnamed)
+    monkeypatch.setattr(pg8000.core.CoreConnection, "send_PARSE", spy_parse)
+    monkeypatch.setattr(pg8000.core, "_flush", spy_flush)
     return sent
+
+
+ROUND_TRIPS: list[int] = []
+
+
+def _clear(wire: list[str]) -> None:
+    wire.clear()
+    ROUND_TRIPS.clear()
 
 
 @pytest.fixture
@@ -51,17 +66,18 @@ def _control(sent: list[str]) -> list[str]:
 def test_a_get_sends_no_begin_commit_or_ping(api_client: Any, chat: dict[str, Any], wire: list[str]) -> None:
     path = f"/conversations/{chat['conversation']}/messages"
     assert api_client.call("GET", path, token=chat["token"])[0] == 200  # warm the pool
-    wire.clear()
+    _clear(wire)
     status, data, _ = api_client.call("GET", path, token=chat["token"])
     assert status == 200 and data["items"] == []
     assert _control(wire) == [], wire
     assert len(wire) == 3, wire  # the token's user, the conversation, the page
+    assert len(ROUND_TRIPS) == 3  # one each: Parse/Bind/Describe/Execute/Sync in one write
 
 
 def test_a_write_still_runs_in_one_transaction(api_client: Any, chat: dict[str, Any], wire: list[str]) -> None:
     path = f"/conversations/{chat['conversation']}/messages"
     api_client.call("GET", path, token=chat["token"])
-    wire.clear()
+    _clear(wire)
     status, _, _ = api_client.call("POST", "/conversations", token=chat["token"], body={"title": "second"})
     assert status == 201
     assert wire[0] == "begin transaction" and "commit" in wire, wire
@@ -87,13 +103,14 @@ def test_sending_a_message_costs_four_statements(api_client: Any, chat: dict[str
     user, one statement for the rate count + seq/turn update + insert, commit."""
     path = f"/conversations/{chat['conversation']}/messages"
     assert api_client.call("POST", path, token=chat["token"], body={"content": "warm"})[0] == 201
-    wire.clear()
+    _clear(wire)
     status, data, _ = api_client.call("POST", path, token=chat["token"], body={"content": "counted"})
     assert status == 201 and data["message"]["seq"] == 2
     kinds = [s.split()[0] for s in wire]
     assert kinds == ["begin", "select", "with", "commit"], wire
     assert "for update" in wire[1] and "connections" in wire[1] and "join users" in wire[1]
     assert "rate_limits" in wire[2] and "update conversations" in wire[2] and "into messages" in wire[2]
+    assert len(ROUND_TRIPS) == 4  # pg8000 alone would take 8: Parse, Describe and Execute each wait
     assert len(aws.invokes) == 1  # the first message started the turn; this one waits behind it
 
 
@@ -101,12 +118,12 @@ def test_a_client_message_id_adds_its_repeat_check(api_client: Any, chat: dict[s
     path = f"/conversations/{chat['conversation']}/messages"
     body = {"content": "once", "client_message_id": "c-1"}
     assert api_client.call("POST", path, token=chat["token"], body={"content": "warm"})[0] == 201
-    wire.clear()
+    _clear(wire)
     status, first, _ = api_client.call("POST", path, token=chat["token"], body=body)
     assert status == 201
     assert [s.split()[0] for s in wire] == ["begin", "select", "select", "with", "commit"], wire
     assert "client_message_id" in wire[2]
-    wire.clear()
+    _clear(wire)
     status, again, _ = api_client.call("POST", path, token=chat["token"], body=body)
     assert status == 200 and again["message"]["id"] == first["message"]["id"]
     # The repeat answers from the lock and the check: nothing counted, nothing written.
