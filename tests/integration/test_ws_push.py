@@ -145,3 +145,25 @@ def test_management_endpoint_is_built_from_api_id_region_and_stage(monkeypatch):
         assert management_endpoint() == "http://127.0.0.1:3001"
     finally:
         get_settings.cache_clear()
+
+
+def test_a_push_that_cannot_start_fails_per_connection_not_its_caller(factory, db, management, monkeypatch):
+    """No AWS credentials at all (or any error before the first request): every connection is
+    reported failed, nothing raises into the request that pushed, no row is deleted."""
+    from bitworks import awscall, realtime
+
+    owner = factory.user(factory.client())
+    add_connections(owner, "a=", "b=")
+
+    def no_credentials() -> Any:
+        raise awscall.AwsCallError(0, "NoCredentials", "no AWS credentials found")
+
+    monkeypatch.setattr(awscall, "credentials", no_credentials)
+    from bitworks.db import session_scope
+
+    with session_scope() as session:
+        result = realtime.push_to_users(session, [owner.id], {"type": "pong"})
+    assert result.sent == 0 and sorted(result.failed) == ["a=", "b="] and result.gone == []
+    assert connection_ids(db) == {"a=", "b="}
+    assert management.requests == 0
+    realtime.close_connections(["a="])  # closing is best-effort the same way

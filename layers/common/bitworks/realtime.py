@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +48,15 @@ def management_endpoint() -> str:
     return f"https://{settings.websocket_api_id}.execute-api.{settings.aws_region}.amazonaws.com/{settings.websocket_stage}"
 
 
+def _each_or_all(ids: list[str], batch: Callable[[], list[Exception | None]]) -> list[Exception | None]:
+    """The batch's per-connection errors; when the batch cannot start at all (no credentials, a
+    bad endpoint setting), that error for every connection: a push never fails its caller."""
+    try:
+        return batch()
+    except Exception as error:  # noqa: BLE001 - reported per connection by the callers
+        return [error] * len(ids)
+
+
 def _outcome(connection_id: str, error: Exception | None) -> str:
     from bitworks.awscall import GoneError
 
@@ -68,7 +77,7 @@ def push_to_connections(session: Session | None, connection_ids: Iterable[str], 
     result = PushResult()
     if not ids:
         return result
-    errors = post_to_connections(management_endpoint(), ids, dumps(event).encode())
+    errors = _each_or_all(ids, lambda: post_to_connections(management_endpoint(), ids, dumps(event).encode()))
     for connection_id, error in zip(ids, errors, strict=True):
         outcome = _outcome(connection_id, error)
         if outcome == "sent":
@@ -160,7 +169,8 @@ def close_connections(connection_ids: Iterable[str]) -> None:
 def _close_all(connection_ids: list[str]) -> None:
     from bitworks.awscall import GoneError, delete_connections
 
-    for connection_id, error in zip(connection_ids, delete_connections(management_endpoint(), connection_ids), strict=True):
+    errors = _each_or_all(connection_ids, lambda: delete_connections(management_endpoint(), connection_ids))
+    for connection_id, error in zip(connection_ids, errors, strict=True):
         if error is not None and not isinstance(error, GoneError):  # gone: API Gateway already dropped it
             from bitworks.api import logger  # the row is deleted either way
 
