@@ -115,7 +115,8 @@ def test_one_round_trip_keeps_errors_and_the_connection(db: Any) -> None:
         pg8000.core._flush = lambda sock: (flushes.append(1), flush(sock))[1]  # type: ignore[assignment]
         try:
             cursor.execute("SELECT %s::int", (7,))
-            assert list(cursor.fetchall()) == [[7]] and len(flushes) == 1 + (0 if raw.autocommit else 1)  # + BEGIN
+            assert list(cursor.fetchall()) == [[7]] and len(flushes) == 1  # BEGIN in the same write
+            assert raw._in_transaction  # the server's own word (ReadyForQuery), not ours
         finally:
             pg8000.core._flush = flush  # type: ignore[assignment]
         for bad, code in (("SELEC 1", "42601"), ("SELECT %s::uuid", "22P02"), ("SELECT no_such_column", "42703")):
@@ -129,3 +130,23 @@ def test_one_round_trip_keeps_errors_and_the_connection(db: Any) -> None:
         cursor.execute("INSERT INTO t1 SELECT generate_series(1, %s)", (5,))
         assert cursor.rowcount == 5
         raw.rollback()
+
+
+def test_a_begin_that_never_met_its_statement_is_forgotten(db: Any) -> None:
+    """pg8000 asks for BEGIN, then the statement fails before it is written (its arguments do not
+    fit): after the rollback, an autocommit statement runs outside any transaction."""
+    with db.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        cursor = raw.cursor()
+        cursor.paramstyle = "named"
+        with pytest.raises(KeyError):
+            cursor.execute("SELECT :a", {"b": 1})
+        assert not raw._in_transaction
+        raw.rollback()
+        raw.autocommit = True
+        try:
+            cursor.execute("SELECT :a::int", {"a": 1})
+            assert list(cursor.fetchall()) == [[1]]
+            assert not raw._in_transaction
+        finally:
+            raw.autocommit = False
