@@ -191,11 +191,11 @@ def required_permissions(code_dir: Path, module_name: str) -> set[str]:
     needed: set[str] = set()
     for _mod, body in CallGraph(code_dir).reachable(module_name):
         for sub in ast.walk(body):
-            # bitworks.awscall's post_to_connection(s) / delete_connection(s), called by name or attribute
+            # bitworks.awscall's post_to_connection(s) / delete_connections, called by name or attribute
             called = sub.id if isinstance(sub, ast.Name) else sub.attr if isinstance(sub, ast.Attribute) else None
             if called in ("post_to_connection", "post_to_connections"):
                 needed.add("ws:POST")
-            elif called in ("delete_connection", "delete_connections"):
+            elif called == "delete_connections":
                 needed.add("ws:DELETE")
             if isinstance(sub, ast.Attribute):
                 if sub.attr == "dispatch_function_name":

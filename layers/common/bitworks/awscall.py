@@ -424,26 +424,25 @@ def invoke_event(function_name: str, payload: bytes) -> None:
     call("POST", url, "lambda", _region(), payload, headers)
 
 
+def _connection_url(endpoint: str, connection_id: str) -> str:
+    return f"{endpoint}/@connections/{quote(connection_id, safe='')}"
+
+
 def post_to_connection(endpoint: str, connection_id: str, data: bytes) -> None:
     """Raises GoneError when the socket is gone (410)."""
-    call("POST", f"{endpoint}/@connections/{quote(connection_id, safe='')}", "execute-api", _region(), data)
+    call("POST", _connection_url(endpoint, connection_id), "execute-api", _region(), data)
 
 
-def delete_connection(endpoint: str, connection_id: str) -> None:
-    call("DELETE", f"{endpoint}/@connections/{quote(connection_id, safe='')}", "execute-api", _region())
-
-
-def _connection_urls(endpoint: str, connection_ids: list[str]) -> list[str]:
-    return [f"{endpoint}/@connections/{quote(c, safe='')}" for c in connection_ids]
+def _on_connections(method: str, endpoint: str, connection_ids: list[str], data: bytes = b"") -> list[Exception | None]:
+    statuses = call_many(method, [_connection_url(endpoint, c) for c in connection_ids], "execute-api", _region(), data)
+    return [s if isinstance(s, Exception) else None for s in statuses]
 
 
 def post_to_connections(endpoint: str, connection_ids: list[str], data: bytes) -> list[Exception | None]:
     """The same data to many sockets (see call_many); per connection None (sent) or its error,
     a GoneError when the socket is gone."""
-    statuses = call_many("POST", _connection_urls(endpoint, connection_ids), "execute-api", _region(), data)
-    return [s if isinstance(s, Exception) else None for s in statuses]
+    return _on_connections("POST", endpoint, connection_ids, data)
 
 
 def delete_connections(endpoint: str, connection_ids: list[str]) -> list[Exception | None]:
-    statuses = call_many("DELETE", _connection_urls(endpoint, connection_ids), "execute-api", _region())
-    return [s if isinstance(s, Exception) else None for s in statuses]
+    return _on_connections("DELETE", endpoint, connection_ids)

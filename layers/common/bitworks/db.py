@@ -143,28 +143,24 @@ def _one_round_trip(connection: Any) -> None:
         connection.rollback,
     )
     describe_portal = core.PORTAL + core.NULL_BYTE
-    begin_wanted: list[bool] = []  # [True] while pg8000 asked for a BEGIN that is not sent yet
+    begin_wanted = False  # pg8000 asked for a BEGIN that is not sent yet
 
-    def begin_first() -> core.Context | None:
-        """Write the remembered BEGIN (not flushed) ahead of the statement about to be written."""
-        if not begin_wanted:
-            return None
-        begin_wanted.clear()
-        if connection.autocommit:
-            return None
-        connection.send_QUERY("begin transaction")
-        return core.Context("begin transaction")
+    def take_begin() -> bool:
+        nonlocal begin_wanted
+        wanted, begin_wanted = begin_wanted and not connection.autocommit, False
+        return wanted
 
-    def flush_and_read(begin: core.Context | None, context: core.Context) -> None:
+    def flush_and_read(begin: bool, context: core.Context) -> None:
+        """Send what was written (the BEGIN first, when there is one) and read the answers."""
         try:
             core._flush(connection._sock)
         except AttributeError:  # pg8000's way of saying the socket is gone
             if connection._sock is None:
                 raise core.InterfaceError("connection is closed") from None
             raise
-        if begin is not None:
+        if begin:
             try:
-                connection.handle_messages(begin)
+                connection.handle_messages(core.Context("begin transaction"))
             except Exception:
                 # The statement's answer is on the wire too: read it, then report the BEGIN's error.
                 with contextlib.suppress(Exception):
@@ -173,36 +169,40 @@ def _one_round_trip(connection: Any) -> None:
         connection.handle_messages(context)
 
     def execute_simple(statement: str) -> Any:
+        nonlocal begin_wanted
         if statement == "begin transaction":
-            begin_wanted[:] = [True]
+            begin_wanted = True
             return core.Context(statement)
-        begin = begin_first()
-        if begin is None:
+        begin = take_begin()
+        if not begin:
             return original_simple(statement)
-        context = core.Context(statement)
+        connection.send_QUERY("begin transaction")
         connection.send_QUERY(statement)
+        context = core.Context(statement)
         flush_and_read(begin, context)
         return context
 
     def execute_unnamed(statement: str, vals: Any = (), oids: Any = (), stream: Any = None) -> Any:
-        if stream is not None:
-            begin = begin_first()
-            if begin is not None:
-                flush_and_read(None, begin)
+        if stream is not None:  # COPY: pg8000's own path, after the BEGIN it asked for
+            if take_begin():
+                original_simple("begin transaction")
             return original_unnamed(statement, vals=vals, oids=oids, stream=stream)
         params = core.make_params(connection.py_types, vals)  # before any write: it may raise
-        begin = begin_first()
-        context = core.Context(statement, stream=stream)
+        begin = take_begin()
+        if begin:
+            connection.send_QUERY("begin transaction")
         connection.send_PARSE(core.NULL_BYTE, statement, oids)
         connection.send_BIND(core.NULL_BYTE, params)
         connection._send_message(core.DESCRIBE, describe_portal)
         connection.send_EXECUTE()
         core._write(connection._sock, core.SYNC_MSG)
+        context = core.Context(statement)
         flush_and_read(begin, context)
         return context
 
     def rollback() -> None:
-        begin_wanted.clear()
+        nonlocal begin_wanted
+        begin_wanted = False
         original_rollback()
 
     connection.execute_unnamed = execute_unnamed

@@ -57,21 +57,14 @@ def _each_or_all(ids: list[str], batch: Callable[[], list[Exception | None]]) ->
         return [error] * len(ids)
 
 
-def _outcome(connection_id: str, error: Exception | None) -> str:
-    from bitworks.awscall import GoneError
-
-    if error is None:
-        return "sent"
-    if isinstance(error, GoneError):
-        return "gone"
+def _log_failure(message: str, connection_id: str, error: Exception) -> None:
     from bitworks.api import logger
 
-    logger.warning("push failed", extra={"connection_id": connection_id, "error": type(error).__name__})
-    return "failed"
+    logger.warning(message, extra={"connection_id": connection_id, "error": type(error).__name__})
 
 
 def push_to_connections(session: Session | None, connection_ids: Iterable[str], event: dict[str, Any]) -> PushResult:
-    from bitworks.awscall import post_to_connections
+    from bitworks.awscall import GoneError, post_to_connections
 
     ids = list(dict.fromkeys(connection_ids))
     result = PushResult()
@@ -79,12 +72,12 @@ def push_to_connections(session: Session | None, connection_ids: Iterable[str], 
         return result
     errors = _each_or_all(ids, lambda: post_to_connections(management_endpoint(), ids, dumps(event).encode()))
     for connection_id, error in zip(ids, errors, strict=True):
-        outcome = _outcome(connection_id, error)
-        if outcome == "sent":
+        if error is None:
             result.sent += 1
-        elif outcome == "gone":
+        elif isinstance(error, GoneError):
             result.gone.append(connection_id)
         else:
+            _log_failure("push failed", connection_id, error)
             result.failed.append(connection_id)
     if result.gone and session is not None:
         session.execute(delete(Connection).where(Connection.connection_id.in_(result.gone)))
@@ -172,6 +165,4 @@ def _close_all(connection_ids: list[str]) -> None:
     errors = _each_or_all(connection_ids, lambda: delete_connections(management_endpoint(), connection_ids))
     for connection_id, error in zip(connection_ids, errors, strict=True):
         if error is not None and not isinstance(error, GoneError):  # gone: API Gateway already dropped it
-            from bitworks.api import logger  # the row is deleted either way
-
-            logger.warning("closing a connection failed", extra={"connection_id": connection_id, "error": type(error).__name__})
+            _log_failure("closing a connection failed", connection_id, error)  # the row is deleted either way
