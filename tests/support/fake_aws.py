@@ -18,8 +18,21 @@ from urllib.parse import unquote
 STAGE = "prod"
 
 
-class _Server(ThreadingHTTPServer):
+class BackloggedServer(ThreadingHTTPServer):
     request_queue_size = 128  # a fan-out opens up to 32 connections at once (the default backlog is 5)
+    daemon_threads = True
+
+
+def serve(handler: type[BaseHTTPRequestHandler]) -> tuple[BackloggedServer, str]:
+    """A loopback HTTP server in a daemon thread, and its base URL."""
+    httpd = BackloggedServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def stop(httpd: ThreadingHTTPServer) -> None:
+    httpd.shutdown()
+    httpd.server_close()
 
 
 class FakeAws:
@@ -87,8 +100,7 @@ class FakeAws:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = BackloggedServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         self.management_url = f"{self.url}/{STAGE}"
 
@@ -115,8 +127,7 @@ class FakeAws:
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        stop(self._httpd)
 
     # -- reading ---------------------------------------------------------------------------------
     def events(self, connection_id: str) -> list[dict[str, Any]]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from bitworks import awscall
+from tests.support.fake_aws import serve, stop
 
 NOW = datetime(2026, 11, 22, 7, 5, 9, tzinfo=timezone.utc)
 
@@ -97,13 +98,10 @@ class _Server:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, self.url = serve(Handler)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop(self.httpd)
 
 
 @pytest.fixture
@@ -173,10 +171,6 @@ def test_a_closed_keepalive_connection_is_reopened(server: Any) -> None:
 
 
 # -- many calls at once (the fan-out) --------------------------------------------------------------
-class _Backlogged(ThreadingHTTPServer):
-    request_queue_size = 128  # a batch opens FAN_WIDTH connections at once (the default is 5)
-
-
 class _FanServer:
     """Answers each path from its own script of statuses (default 200), optionally chunked or
     unsized; records each request's path and the client port it came from."""
@@ -225,14 +219,11 @@ class _FanServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = _Backlogged(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}/prod"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.httpd, url = serve(Handler)
+        self.endpoint = f"{url}/prod"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop(self.httpd)
 
 
 @pytest.fixture
