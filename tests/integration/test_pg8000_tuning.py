@@ -150,3 +150,28 @@ def test_a_begin_that_never_met_its_statement_is_forgotten(db: Any) -> None:
             assert not raw._in_transaction
         finally:
             raw.autocommit = False
+
+
+def test_remembered_row_descriptions_answer_as_parsed_ones(db: Any) -> None:
+    """Each description is parsed once per connection: the second run of a statement answers as
+    the first, a statement with other column types gets its own, and an adapter registered later
+    applies at once (what was remembered is forgotten)."""
+    import pg8000.core
+
+    with db.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw.message_types[pg8000.core.ROW_DESCRIPTION] != raw.handle_ROW_DESCRIPTION  # ours is installed
+        cursor = raw.cursor()
+        runs = [_run(cursor, sql, args) for sql, args in QUERIES for _ in range(2)]
+        for first, second in zip(runs[::2], runs[1::2], strict=True):
+            assert first == second
+        same_names = [_run(cursor, "SELECT %s::" + kind + " AS n", ("5",)) for kind in ("int", "text", "int")]
+        assert [list(r[0]) for r in same_names] == [[[5]], [["5"]], [[5]]]
+        original = raw.pg_types[23]
+        raw.register_in_adapter(23, lambda data: f"int4 {data}")
+        try:
+            assert list(_run(cursor, "SELECT %s::int AS n", ("5",))[0]) == [["int4 5"]]
+        finally:
+            raw.register_in_adapter(23, original)
+        assert list(_run(cursor, "SELECT %s::int AS n", ("5",))[0]) == [[5]]
+        raw.rollback()
