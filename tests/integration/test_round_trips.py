@@ -203,3 +203,27 @@ def test_a_route_that_never_checks_the_tokens_user_commits_nothing(db: Any, fact
     with db.connect() as conn:
         title = conn.execute(text("SELECT title FROM conversations WHERE id = :c"), {"c": chat["conversation"]}).scalar()
     assert title != "unchecked"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "good_status"),
+    [
+        ("/conversations/{c}/messages", {"content": ""}, 422),  # malformed body
+        ("/conversations/{c}/messages", {"content": "x", "surprise": 1}, 422),  # unknown field
+        ("/conversations/not-a-uuid/messages", {"content": "x"}, 422),  # bad path
+    ],
+)
+def test_a_stale_token_gets_401_before_any_other_complaint(
+    db: Any, api_client: Any, chat: dict[str, Any], path: str, body: dict[str, Any], good_status: int
+) -> None:
+    """The send checks the token's user inside its row lock; a request refused before that (its
+    body, its path) still answers 401 for a stale token, and the complaint for a good one."""
+    path = path.format(c=chat["conversation"])
+    assert api_client.call("POST", path, token=chat["token"], body=body)[0] == good_status
+    with db.begin() as conn:
+        conn.execute(
+            text("UPDATE users SET token_version = token_version + 1 WHERE id = (SELECT user_id FROM conversations WHERE id = :c)"),
+            {"c": chat["conversation"]},
+        )
+    status, data, _ = api_client.call("POST", path, token=chat["token"], body=body)
+    assert status == 401 and data["error"]["code"] == "unauthorized", data
