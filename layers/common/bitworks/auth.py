@@ -11,14 +11,15 @@ import uuid
 from functools import lru_cache
 from typing import Any
 
-import jwt
-
 from bitworks.config import get_settings
 from bitworks.errors import Unauthorized
 
 _R, _P = 8, 5
 _DKLEN = 32
 REPLY_AUDIENCE = "bitworks-n8n-reply"
+# PyJWT (with the urllib/http.client/email stack its JWKS client pulls in) is imported where a
+# token is made or read: functions that only hash passwords or mint secrets skip it at init, like
+# every other function, whose bearer check loads it at its first request.
 
 
 def _b64(raw: bytes) -> str:
@@ -91,6 +92,8 @@ def issue_access_token(user_id: uuid.UUID, client_id: uuid.UUID | None, role: st
     }
     if client_id is not None:
         claims["cid"] = str(client_id)
+    import jwt
+
     return jwt.encode(claims, _secret(), algorithm="HS256"), settings.access_token_ttl, exp
 
 
@@ -122,6 +125,8 @@ def decode_access_token(token: str) -> dict[str, Any]:
 
 
 def _decode_access_token(token: str) -> dict[str, Any]:
+    import jwt
+
     settings = get_settings()
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -147,10 +152,14 @@ def issue_reply_token(message_id: uuid.UUID, turn_id: uuid.UUID, ttl: int | None
     now = int(time.time())
     exp = now + (ttl or settings.reply_token_ttl)
     claims = {"sub": str(message_id), "tid": str(turn_id), "iat": now, "exp": exp, "iss": settings.jwt_issuer, "aud": REPLY_AUDIENCE}
+    import jwt
+
     return jwt.encode(claims, _secret(), algorithm="HS256"), exp
 
 
 def decode_reply_token(token: str) -> dict[str, Any]:
+    import jwt
+
     settings = get_settings()
     try:
         claims: dict[str, Any] = jwt.decode(
