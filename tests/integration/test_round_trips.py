@@ -165,16 +165,21 @@ def test_a_stale_token_cannot_send_and_stores_nothing(
     assert _count(db, chat["conversation"]) == before
 
 
-def test_an_unknown_conversation_is_404_for_a_good_token_and_401_for_a_stale_one(
-    db: Any, factory: Any, api_client: Any, chat: dict[str, Any]
-) -> None:
-    missing = "/conversations/00000000-0000-4000-8000-000000000000/messages"
-    assert api_client.call("POST", missing, token=chat["token"], body={"content": "x"})[0] == 404
+def _revoke_token_of(db: Any, chat: dict[str, Any]) -> None:
+    """The chat owner's tokens go stale (as a password change makes them)."""
     with db.begin() as conn:
         conn.execute(
             text("UPDATE users SET token_version = token_version + 1 WHERE id = (SELECT user_id FROM conversations WHERE id = :c)"),
             {"c": chat["conversation"]},
         )
+
+
+def test_an_unknown_conversation_is_404_for_a_good_token_and_401_for_a_stale_one(
+    db: Any, factory: Any, api_client: Any, chat: dict[str, Any]
+) -> None:
+    missing = "/conversations/00000000-0000-4000-8000-000000000000/messages"
+    assert api_client.call("POST", missing, token=chat["token"], body={"content": "x"})[0] == 404
+    _revoke_token_of(db, chat)
     assert api_client.call("POST", missing, token=chat["token"], body={"content": "x"})[0] == 401
 
 
@@ -220,10 +225,6 @@ def test_a_stale_token_gets_401_before_any_other_complaint(
     body, its path) still answers 401 for a stale token, and the complaint for a good one."""
     path = path.format(c=chat["conversation"])
     assert api_client.call("POST", path, token=chat["token"], body=body)[0] == good_status
-    with db.begin() as conn:
-        conn.execute(
-            text("UPDATE users SET token_version = token_version + 1 WHERE id = (SELECT user_id FROM conversations WHERE id = :c)"),
-            {"c": chat["conversation"]},
-        )
+    _revoke_token_of(db, chat)
     status, data, _ = api_client.call("POST", path, token=chat["token"], body=body)
     assert status == 401 and data["error"]["code"] == "unauthorized", data

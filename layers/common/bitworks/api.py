@@ -288,14 +288,15 @@ def _response(status: int, body: Any, headers: dict[str, str]) -> Response:
     return Response(status_code=status, content_type="application/json", body=dumps(body), headers=merged)
 
 
-def _stale_token_first(req: Request, claims: TokenClaims | None, error: errors.ApiError) -> errors.ApiError:
+def _stale_token_first(req: Request, error: errors.ApiError) -> errors.ApiError:
     """A route declared auth="in_service" failed before its service checked the token's user (a
     malformed body, a bad path): a stale token answers 401 there too, as on every other route.
     The user is looked up in a fresh transaction, on this error path only."""
+    claims = req._claims
     if claims is None or claims.principal is not None or error.status == 401:
         return error
     try:
-        check_token_user(req.session, claims)
+        req.principal  # noqa: B018 -- the token's user check, raising 401 for a stale token
     except errors.ApiError as stale:
         return stale
     except Exception:  # the database failing now does not hide the caller's own mistake
@@ -384,7 +385,6 @@ class HttpApp:
         event = self._local.event
         req = Request(event, body_model, readonly)
         client_id: uuid.UUID | None = None
-        claims: TokenClaims | None = None
         try:
             claims = bearer_claims(req.header("authorization")) if auth == "in_service" else None
             if claims is not None:
@@ -408,7 +408,7 @@ class HttpApp:
             return _response(204 if result is None else status, result, cors_headers(req.origin, client_id))
         except errors.ApiError as caught:
             req.finish(ok=False)
-            exc = _stale_token_first(req, claims, caught)
+            exc = _stale_token_first(req, caught)
             if exc.status >= 500:
                 logger.warning("upstream failure", extra={"code": exc.code})
             return _response(exc.status, exc.body(), {**cors_headers(req.origin, client_id), **exc.headers})
